@@ -8,7 +8,7 @@ PACKAGES=(
   clang clang-format clang-tidy libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
-  libcurl4-openssl-dev libssl-dev libsqlite3-dev libcli11-dev
+  libcurl4-openssl-dev libssl-dev libsqlite3-dev libcli11-dev libtinyxml2-dev
   libgtest-dev libgmock-dev
   ffmpeg jq curl nodejs npm
   python3 python3-botocore python3-boto3 python3-grpcio python3-protobuf python3-pytest python3-yaml

@@ -6,12 +6,14 @@
 
 namespace flux {
 namespace {
-constexpr std::string_view kCodeUrl = "flux.dev/error_code";
+// Debian's abseil has its own string_view type, distinct from std::string_view.
+constexpr absl::string_view kCodeUrl = "flux.dev/error_code";
+absl::string_view to_absl(std::string_view s) { return {s.data(), s.size()}; }
 }  // namespace
 
 absl::Status make_error(absl::StatusCode category, std::string_view code, std::string_view message) {
-  absl::Status status(category, message);
-  status.SetPayload(kCodeUrl, absl::Cord(code));
+  absl::Status status(category, to_absl(message));
+  status.SetPayload(kCodeUrl, absl::Cord(to_absl(code)));
   return status;
 }
 
@@ -41,14 +43,14 @@ std::string error_code(const absl::Status& status) {
 absl::Status with_code(const absl::Status& status, std::string_view code) {
   if (status.ok()) return status;
   absl::Status copy = status;
-  copy.SetPayload(kCodeUrl, absl::Cord(code));
+  copy.SetPayload(kCodeUrl, absl::Cord(to_absl(code)));
   return copy;
 }
 
 absl::Status annotate(const absl::Status& status, std::string_view context) {
   if (status.ok()) return status;
-  absl::Status out(status.code(), absl::StrCat(context, ": ", status.message()));
-  status.ForEachPayload([&out](std::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  absl::Status out(status.code(), absl::StrCat(to_absl(context), ": ", status.message()));
+  status.ForEachPayload([&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
   return out;
 }
 
