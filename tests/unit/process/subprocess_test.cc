@@ -1,0 +1,309 @@
+#include "shared/process/subprocess.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "shared/core/error.h"
+
+namespace flux::process {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A process that has exited but was reparented to an init that does not
+// reap shows as a zombie: it no longer runs, which is what matters here.
+bool process_gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return true;
+  std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t paren = content.rfind(')');
+  return paren == std::string::npos || content.size() < paren + 3 || content[paren + 2] == 'Z';
+}
+
+bool wait_until_gone(pid_t pid, std::chrono::milliseconds limit = 3000ms) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (process_gone(pid)) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return process_gone(pid);
+}
+
+// Hands out the lines of a non-blocking fd one at a time.
+class Lines {
+ public:
+  explicit Lines(int fd) : fd_(fd) {}
+  // The next line, waiting up to `limit`; "" at end of file or timeout.
+  std::string next(std::chrono::milliseconds limit = 3000ms) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (buffered_.empty() && open_ && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      ::poll(&p, 1, 50);
+      open_ = reader_.read_available(fd_, buffered_);
+    }
+    if (buffered_.empty()) return "";
+    std::string line = buffered_.front();
+    buffered_.erase(buffered_.begin());
+    return line;
+  }
+
+ private:
+  int fd_;
+  bool open_ = true;
+  LineReader reader_;
+  std::vector<std::string> buffered_;
+};
+
+std::string read_line(int fd) { return Lines(fd).next(); }
+
+TEST(Run, ReportsExitCodeAndOutput) {
+  auto result = run({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}, 5000ms);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->status.exit_code, 3);
+  EXPECT_EQ(result->status.signal, 0);
+  EXPECT_FALSE(result->status.ok());
+  EXPECT_EQ(result->out, "out\n");
+  EXPECT_EQ(result->err, "err\n");
+  EXPECT_FALSE(result->timed_out);
+  EXPECT_EQ(result->status.describe(), "exit code 3");
+}
+
+TEST(Run, SuccessLooksUpProgramInPath) {
+  auto result = run({"true"}, 5000ms);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->status.ok());
+}
+
+TEST(Run, ReportsDeathBySignal) {
+  auto result = run({"/bin/sh", "-c", "kill -TERM $$"}, 5000ms);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->status.signal, SIGTERM);
+  EXPECT_FALSE(result->status.ok());
+  EXPECT_EQ(result->status.describe(), "killed by signal 15 (TERM)");
+}
+
+TEST(Run, CapsOutputAndStillRunsToCompletion) {
+  // 1 MiB is far more than a pipe buffer: the child only finishes if the
+  // excess is read and discarded.
+  auto result = run({"/bin/sh", "-c", "head -c 1048576 /dev/zero; echo done >&2"}, 10000ms, 1000);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->status.ok());
+  EXPECT_EQ(result->out.size(), 1000u);
+  EXPECT_EQ(result->err, "done\n");
+}
+
+TEST(Run, TimeoutKillsTheWholeGroup) {
+  auto start = std::chrono::steady_clock::now();
+  auto result = run({"/bin/sh", "-c", "sleep 100 & echo $!; wait"}, 300ms);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->timed_out);
+  EXPECT_EQ(result->status.signal, SIGKILL);
+  EXPECT_LT(elapsed, 3s);
+  pid_t grandchild = std::stoi(result->out);
+  ASSERT_GT(grandchild, 0);
+  EXPECT_TRUE(wait_until_gone(grandchild)) << "sleep " << grandchild << " survived";
+}
+
+TEST(Run, CancelStopsTheGroupWithTheTokensReason) {
+  CancelToken token;
+  std::thread canceller([&token] {
+    std::this_thread::sleep_for(200ms);
+    token.cancel("timeout");
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto result = run({"/bin/sh", "-c", "sleep 100"}, 60000ms, 1024, &token);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  canceller.join();
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(error_code(result.status()), "timeout");
+  EXPECT_LT(elapsed, 3s);
+}
+
+TEST(Run, MissingProgramIsSpawnFailed) {
+  auto result = run({"flux-no-such-program-xyz"}, 1000ms);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(error_code(result.status()), "spawn_failed");
+  EXPECT_NE(result.status().message().find("flux-no-such-program-xyz"), absl::string_view::npos);
+
+  auto by_path = run({"/nonexistent/dir/prog"}, 1000ms);
+  ASSERT_FALSE(by_path.ok());
+  EXPECT_EQ(error_code(by_path.status()), "spawn_failed");
+
+  auto empty = run({}, 1000ms);
+  EXPECT_EQ(error_code(empty.status()), "spawn_failed");
+}
+
+TEST(Spawn, ExecFailureInChildIsSpawnFailed) {
+  SpawnOptions opts;
+  opts.argv = {"/bin/true"};
+  opts.cwd = "/nonexistent-flux-dir";
+  auto child = Subprocess::spawn(opts);
+  ASSERT_FALSE(child.ok());
+  EXPECT_EQ(error_code(child.status()), "spawn_failed");
+  EXPECT_NE(child.status().message().find("No such file"), absl::string_view::npos) << child.status();
+}
+
+TEST(Spawn, DeliversProgressPipeAtTheRequestedFd) {
+  for (int target : {3, 7}) {
+    SpawnOptions opts;
+    opts.argv = {"/bin/sh", "-c", "echo progress=continue >&" + std::to_string(target)};
+    opts.progress_fd = target;
+    auto child = Subprocess::spawn(opts);
+    ASSERT_TRUE(child.ok()) << child.status();
+    ASSERT_GE(child->progress_fd(), 0);
+    EXPECT_EQ(read_line(child->progress_fd()), "progress=continue") << "fd " << target;
+    EXPECT_TRUE(child->wait().ok());
+  }
+}
+
+TEST(Spawn, NoParentFdLeaksIntoTheChild) {
+  // An fd the parent opened without O_CLOEXEC (as third-party code might).
+  int leaky = ::fcntl(::open("/dev/null", O_RDONLY), F_DUPFD, 20);
+  ASSERT_GE(leaky, 20);
+  SpawnOptions opts;
+  opts.argv = {"/bin/sh", "-c", "ls /proc/$$/fd"};
+  opts.progress_fd = 3;
+  auto child = Subprocess::spawn(opts);
+  ASSERT_TRUE(child.ok()) << child.status();
+  std::string out;
+  while (read_available(child->stdout_fd(), out, 1 << 16)) {
+    pollfd p{child->stdout_fd(), POLLIN, 0};
+    ::poll(&p, 1, 100);
+  }
+  child->wait();
+  ::close(leaky);
+  std::istringstream fds(out);
+  std::vector<int> open_fds;
+  for (int fd; fds >> fd;) open_fds.push_back(fd);
+  // 0-2, the progress pipe at 3, and possibly the fd ls itself opened to
+  // read the directory (which is its own, not inherited).
+  for (int fd : open_fds) EXPECT_NE(fd, leaky) << "the parent's fd " << leaky << " leaked: " << out;
+  EXPECT_GE(open_fds.size(), 4u) << out;
+  EXPECT_LE(open_fds.size(), 5u) << out;
+}
+
+TEST(Spawn, StdoutToDevNullWhenNotCaptured) {
+  SpawnOptions opts;
+  opts.argv = {"/bin/sh", "-c", "a=$(readlink /proc/$$/fd/1); b=$(readlink /proc/$$/fd/0); echo $a >&2; echo $b >&2"};
+  opts.capture_stdout = false;
+  auto child = Subprocess::spawn(opts);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(child->stdout_fd(), -1);
+  Lines err(child->stderr_fd());
+  EXPECT_EQ(err.next(), "/dev/null");
+  EXPECT_EQ(err.next(), "/dev/null");
+  child->wait();
+}
+
+TEST(Spawn, DestructorKillsGroupAndReaps) {
+  pid_t child_pid = -1;
+  pid_t grandchild = -1;
+  {
+    SpawnOptions opts;
+    opts.argv = {"/bin/sh", "-c", "sleep 100 & echo $!; wait"};
+    auto child = Subprocess::spawn(opts);
+    ASSERT_TRUE(child.ok()) << child.status();
+    child_pid = child->pid();
+    grandchild = std::stoi(read_line(child->stdout_fd()));
+    EXPECT_FALSE(child->try_wait().has_value());
+  }
+  // Reaped: no longer our child.
+  errno = 0;
+  EXPECT_EQ(::waitpid(child_pid, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+  EXPECT_TRUE(process_gone(child_pid));
+  EXPECT_TRUE(wait_until_gone(grandchild));
+}
+
+TEST(Spawn, GroupLeftoversAreKilledWhenTheChildExits) {
+  SpawnOptions opts;
+  opts.argv = {"/bin/sh", "-c", "sleep 100 & echo $!"};
+  auto child = Subprocess::spawn(opts);
+  ASSERT_TRUE(child.ok()) << child.status();
+  pid_t grandchild = std::stoi(read_line(child->stdout_fd()));
+  EXPECT_TRUE(child->wait().ok());
+  EXPECT_TRUE(wait_until_gone(grandchild));
+}
+
+TEST(Spawn, TerminateGroupUsesSigtermThenSigkill) {
+  {
+    SpawnOptions opts;
+    opts.argv = {"/bin/sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done"};
+    auto child = Subprocess::spawn(opts);
+    ASSERT_TRUE(child.ok()) << child.status();
+    ASSERT_EQ(read_line(child->stdout_fd()), "ready");
+    child->terminate_group(5000ms);
+    ASSERT_TRUE(child->exit_status().has_value());
+    EXPECT_EQ(child->exit_status()->exit_code, 7);  // handled SIGTERM itself
+  }
+  {
+    SpawnOptions opts;
+    opts.argv = {"/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"};
+    auto child = Subprocess::spawn(opts);
+    ASSERT_TRUE(child.ok()) << child.status();
+    ASSERT_EQ(read_line(child->stdout_fd()), "ready");
+    auto start = std::chrono::steady_clock::now();
+    child->terminate_group(300ms);
+    auto elapsed = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(child->exit_status().has_value());
+    EXPECT_EQ(child->exit_status()->signal, SIGKILL);
+    EXPECT_GE(elapsed, 250ms);
+    EXPECT_LT(elapsed, 3s);
+  }
+}
+
+TEST(Spawn, AppliesCwdFileSizeLimitAndNice) {
+  auto dir = std::filesystem::temp_directory_path() / ("flux-process-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  SpawnOptions opts;
+  opts.argv = {"/bin/sh", "-c", "pwd; nice; head -c 100000 /dev/zero > big"};
+  opts.cwd = dir;
+  opts.file_size_bytes = 1000;
+  opts.nice = 5;
+  auto child = Subprocess::spawn(opts);
+  ASSERT_TRUE(child.ok()) << child.status();
+  Lines out(child->stdout_fd());
+  EXPECT_EQ(out.next(), dir.string());
+  int expected_nice = std::min(19, ::getpriority(PRIO_PROCESS, 0) + 5);
+  EXPECT_EQ(out.next(), std::to_string(expected_nice));
+  ExitStatus status = child->wait();
+  EXPECT_FALSE(status.ok());  // the shell reports head's SIGXFSZ as a failure
+  EXPECT_LE(std::filesystem::file_size(dir / "big"), 1000u);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Spawn, MoveTransfersOwnership) {
+  SpawnOptions opts;
+  opts.argv = {"/bin/sh", "-c", "exit 4"};
+  auto child = Subprocess::spawn(opts);
+  ASSERT_TRUE(child.ok());
+  Subprocess moved = std::move(*child);
+  EXPECT_EQ(child->pid(), -1);
+  EXPECT_EQ(moved.wait().exit_code, 4);
+}
+
+TEST(LineReader, SplitsChunksIntoLines) {
+  LineReader reader(8);
+  std::vector<std::string> lines;
+  reader.feed("fra", lines);
+  EXPECT_TRUE(lines.empty());
+  reader.feed("me=1\r\nfps=2", lines);
+  reader.feed("5\n\nthis line is far too long\nok\nend", lines);
+  reader.flush(lines);
+  EXPECT_EQ(lines, (std::vector<std::string>{"frame=1", "fps=25", "", "this lin", "ok", "end"}));
+}
+
+}  // namespace
+}  // namespace flux::process
