@@ -13,7 +13,7 @@ export LSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_s
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1
 
-.PHONY: deps build test test-tsan test-deps fmt fmt-check lint proto ci clean dev-worker dev-controlplane
+.PHONY: deps build test test-tsan test-tsan-units test-deps fmt fmt-check lint proto ci clean dev-worker dev-controlplane
 
 deps:
 	@scripts/install-deps.sh
@@ -26,11 +26,21 @@ build: deps
 test-deps: deps
 	@cd tests && { [ -d node_modules/s3rver ] || npm ci --no-audit --no-fund --loglevel=error; }
 
-# The test build carries AddressSanitizer + UndefinedBehaviorSanitizer.
+# The test build carries AddressSanitizer + UndefinedBehaviorSanitizer; then
+# the project's own concurrent code runs again under ThreadSanitizer.
 test: test-deps
 	cmake -S . -B $(ASAN_DIR) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DFLUX_SANITIZE=address >/dev/null
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+	$(MAKE) --no-print-directory test-tsan-units
+
+# Unit tests of the concurrent parts (job manager, metrics, logging, retry,
+# parallel uploads) under ThreadSanitizer; fast enough for every CI run.
+TSAN_UNITS := unit_jobs unit_metrics unit_log unit_retry unit_uploader
+test-tsan-units:
+	cmake -S . -B $(TSAN_DIR) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DFLUX_SANITIZE=thread >/dev/null
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_UNITS)
+	@set -e; for t in $(TSAN_UNITS); do echo "== TSan: $$t"; $(TSAN_DIR)/bin/$$t --gtest_brief=1; done
 
 # ThreadSanitizer over the unit and integration tests (the project's own
 # concurrent code: job manager, progress fan-out, uploads).
@@ -42,7 +52,7 @@ test-tsan: test-deps
 fmt:
 	clang-format -i $(SOURCES)
 
-fmt-check:
+fmt-check: deps
 	clang-format --dry-run -Werror $(SOURCES)
 
 lint: fmt-check

@@ -10,7 +10,7 @@ PACKAGES=(
   libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
   libcurl4-openssl-dev libssl-dev libsqlite3-dev libcli11-dev libtinyxml2-dev
   libgtest-dev libgmock-dev
-  ffmpeg jq curl nodejs npm
+  ffmpeg jq curl
   python3 python3-botocore python3-boto3 python3-grpcio python3-protobuf python3-pytest python3-yaml
   prometheus wrk hyperfine
 )
@@ -19,6 +19,10 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from Debian (nodejs + npm) or from an image that bundles npm
+# with its own nodejs package; only ask apt when the commands are missing.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -7,8 +7,8 @@
 #include "flux_version.h"
 #include "shared/core/error.h"
 #include "shared/log/log.h"
-#include "shared/metrics/metrics_server.h"
 #include "shared/metrics/metrics.h"
+#include "shared/metrics/metrics_server.h"
 #include "shared/s3/s3_client.h"
 #include "worker/grpc/worker_service.h"
 #include "worker/input/input_fetcher.h"
@@ -86,8 +86,8 @@ absl::StatusOr<std::unique_ptr<WorkerApp>> WorkerApp::create(config::WorkerConfi
     uploaders["local"] = uploader::make_local_uploader(*c.local_storage_dir);
   }
   if (!c.s3_bucket.empty()) uploaders["s3"] = uploader::make_s3_uploader(parts->s3, c.s3_bucket);
-  parts->job_pipeline = std::make_unique<pipeline::JobPipeline>(c, parts->catalog, *parts->fetcher, std::move(uploaders),
-                                                        parts->metrics.get());
+  parts->job_pipeline = std::make_unique<pipeline::JobPipeline>(c, parts->catalog, *parts->fetcher,
+                                                                std::move(uploaders), parts->metrics.get());
 
   jobs::JobManagerOptions options;
   options.max_concurrent_jobs = c.max_concurrent_jobs;
@@ -123,13 +123,12 @@ absl::StatusOr<std::unique_ptr<WorkerApp>> WorkerApp::create(config::WorkerConfi
     if (!server.ok()) return annotate(server.status(), "METRICS_PORT " + std::to_string(c.metrics_port));
     parts->metrics_server = std::move(*server);
   }
-  log::info("worker listening",
-            {{"grpc_port", parts->bound_port},
-             {"metrics_port", parts->metrics_server ? parts->metrics_server->port() : 0},
-             {"worker_id", c.worker_id},
-             {"max_concurrent_jobs", c.max_concurrent_jobs},
-             {"storage_types", parts->job_pipeline->storage_types()},
-             {"version", FLUX_VERSION}});
+  log::info("worker listening", {{"grpc_port", parts->bound_port},
+                                 {"metrics_port", parts->metrics_server ? parts->metrics_server->port() : 0},
+                                 {"worker_id", c.worker_id},
+                                 {"max_concurrent_jobs", c.max_concurrent_jobs},
+                                 {"storage_types", parts->job_pipeline->storage_types()},
+                                 {"version", FLUX_VERSION}});
   return std::unique_ptr<WorkerApp>(new WorkerApp(std::move(parts)));
 }
 

@@ -10,11 +10,11 @@ namespace flux::worker::config {
 namespace {
 
 // Assigns the value of a StatusOr expression or returns its error.
-#define FLUX_ASSIGN(lhs, expr)          \
-  do {                                  \
-    auto flux_value_ = (expr);          \
+#define FLUX_ASSIGN(lhs, expr)                          \
+  do {                                                  \
+    auto flux_value_ = (expr);                          \
     if (!flux_value_.ok()) return flux_value_.status(); \
-    lhs = std::move(*flux_value_);      \
+    lhs = std::move(*flux_value_);                      \
   } while (0)
 
 std::string default_worker_id() {
@@ -94,8 +94,7 @@ absl::StatusOr<WorkerConfig> load_worker_config(const flux::config::Env& env) {
                               "INPUT_SCHEMES: unsupported scheme \"" + scheme + "\" (allowed: https, http, s3, file)");
     }
   }
-  if (c.local_input_dir &&
-      std::find(c.input_schemes.begin(), c.input_schemes.end(), "file") == c.input_schemes.end()) {
+  if (c.local_input_dir && std::find(c.input_schemes.begin(), c.input_schemes.end(), "file") == c.input_schemes.end()) {
     c.input_schemes.emplace_back("file");  // LOCAL_INPUT_DIR is the opt-in for file:// inputs
   }
   FLUX_ASSIGN(c.max_input_bytes, env.bytes("MAX_INPUT_BYTES", 20ull << 30));

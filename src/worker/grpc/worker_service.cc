@@ -25,8 +25,7 @@ WorkerService::WorkerService(jobs::JobManager& manager, const pipeline::JobPipel
                              const preset::Catalog& catalog, WorkerIdentity identity)
     : manager_(manager), pipeline_(pipeline), catalog_(catalog), identity_(std::move(identity)) {}
 
-grpc::Status WorkerService::relay(grpc::ServerContext* context,
-                                  const std::shared_ptr<jobs::Subscription>& subscription,
+grpc::Status WorkerService::relay(grpc::ServerContext* context, const std::shared_ptr<jobs::Subscription>& subscription,
                                   grpc::ServerWriter<v1::JobProgress>* writer) {
   while (!context->IsCancelled()) {
     auto event = subscription->next(kPollInterval);
@@ -48,19 +47,20 @@ grpc::Status WorkerService::relay(grpc::ServerContext* context,
 grpc::Status WorkerService::SubmitJob(grpc::ServerContext* context, const v1::JobRequest* request,
                                       grpc::ServerWriter<v1::JobProgress>* writer) {
   if (auto checked = pipeline_.check_request(*request); !checked.ok()) {
-    log::warn("job refused", {{"job_id", request->job_id()}, {"error_code", error_code(checked)},
+    log::warn("job refused", {{"job_id", request->job_id()},
+                              {"error_code", error_code(checked)},
                               {"error", std::string(checked.message())}});
     return to_grpc_status(checked, context);
   }
   auto subscription = manager_.submit(*request);
   if (!subscription.ok()) {
-    log::warn("job refused", {{"job_id", request->job_id()}, {"error_code", error_code(subscription.status())},
+    log::warn("job refused", {{"job_id", request->job_id()},
+                              {"error_code", error_code(subscription.status())},
                               {"error", std::string(subscription.status().message())}});
     return to_grpc_status(subscription.status(), context);
   }
-  log::info("job accepted", {{"job_id", request->job_id()},
-                             {"preset", request->preset()},
-                             {"storage", request->output().storage()}});
+  log::info("job accepted",
+            {{"job_id", request->job_id()}, {"preset", request->preset()}, {"storage", request->output().storage()}});
   return relay(context, *subscription, writer);
 }
 

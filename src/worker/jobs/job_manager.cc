@@ -156,7 +156,8 @@ void JobManager::run_job(const std::shared_ptr<Job>& job) {
   Context context(*this, job);
   JobOutcome outcome;
   if (job->cancel->cancelled()) {
-    outcome.status = make_error(absl::StatusCode::kCancelled, job->cancel->reason(), "job was cancelled before it started");
+    outcome.status =
+        make_error(absl::StatusCode::kCancelled, job->cancel->reason(), "job was cancelled before it started");
   } else {
     outcome = runner_(job->request, context);
   }

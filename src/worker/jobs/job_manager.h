@@ -130,7 +130,7 @@ class JobManager {
   void run_job(const std::shared_ptr<Job>& job);
   void publish(Job& job, v1::JobProgress event);  // requires mu_
   void finish(const std::shared_ptr<Job>& job, const JobOutcome& outcome);
-  void update_idle();                               // requires mu_
+  void update_idle();  // requires mu_
 
   JobManagerOptions options_;
   JobRunner runner_;

@@ -76,8 +76,8 @@ absl::Status sweep_work_dir(const fs::path& work_dir) {
     std::error_code remove_ec;
     fs::remove_all(entry.path(), remove_ec);
     if (remove_ec) {
-      return failed_precondition("work_dir_unusable", "cannot remove leftover " + entry.path().string() + ": " +
-                                                          remove_ec.message());
+      return failed_precondition("work_dir_unusable",
+                                 "cannot remove leftover " + entry.path().string() + ": " + remove_ec.message());
     }
     log::info("removed leftover work directory", {{"path", entry.path().string()}});
   }
@@ -125,7 +125,8 @@ absl::Status JobPipeline::check_request(const v1::JobRequest& request) const {
   }
   for (const auto& [key, value] : request.output().metadata()) {
     if (!std::regex_match(key, kMetaKey)) {
-      return invalid_argument("metadata_invalid", "output.metadata: key \"" + key + "\" must match [A-Za-z0-9_-]{1,64}");
+      return invalid_argument("metadata_invalid",
+                              "output.metadata: key \"" + key + "\" must match [A-Za-z0-9_-]{1,64}");
     }
     if (value.size() > 1024 || std::any_of(value.begin(), value.end(), [](unsigned char c) { return c < 0x20; })) {
       return invalid_argument("metadata_invalid",
@@ -220,9 +221,10 @@ absl::StatusOr<JobOutcome> JobPipeline::run_steps(const v1::JobRequest& request,
   auto encoded = encoder::run_encode(
       encode,
       [&context](const encoder::Progress& progress) {
-        context.report(jobs::ProgressUpdate{v1::JOB_STATUS_PROCESSING, v1::JOB_PHASE_ENCODING, static_cast<float>(progress.percent),
-                        "encoding", static_cast<float>(progress.fps), static_cast<float>(progress.speed),
-                        static_cast<float>(progress.eta_seconds)});
+        context.report(jobs::ProgressUpdate{v1::JOB_STATUS_PROCESSING, v1::JOB_PHASE_ENCODING,
+                                            static_cast<float>(progress.percent), "encoding",
+                                            static_cast<float>(progress.fps), static_cast<float>(progress.speed),
+                                            static_cast<float>(progress.eta_seconds)});
       },
       cancel, &stderr_tail);
   if (!encoded.ok()) {

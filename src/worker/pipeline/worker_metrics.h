@@ -7,9 +7,9 @@ namespace flux::worker::pipeline {
 struct WorkerMetrics {
   explicit WorkerMetrics(metrics::Registry& registry);
   metrics::Gauge& active_jobs;
-  metrics::Family<metrics::Counter>& jobs_total;               // {preset, status}
+  metrics::Family<metrics::Counter>& jobs_total;                // {preset, status}
   metrics::Family<metrics::Histogram>& phase_duration_seconds;  // {phase, preset}
-  metrics::Family<metrics::Counter>& uploaded_bytes_total;     // {storage}
+  metrics::Family<metrics::Counter>& uploaded_bytes_total;      // {storage}
   metrics::Counter& input_bytes_total;
 };
 
