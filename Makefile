@@ -53,7 +53,7 @@ fmt:
 	clang-format -i $(SOURCES)
 
 fmt-check: deps
-	clang-format --dry-run -Werror $(SOURCES)
+	@clang-format --dry-run -Werror $(SOURCES)
 
 lint: fmt-check
 	cmake -S . -B $(BUILD_DIR) $(CMAKE_GEN) >/dev/null
