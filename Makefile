@@ -20,7 +20,7 @@ deps:
 
 build: deps
 	cmake -S . -B $(BUILD_DIR) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	cmake --build $(BUILD_DIR) -j $(JOBS)
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target programs
 	@ls $(BUILD_DIR)/bin/flux-*
 
 test-deps: deps

@@ -116,18 +116,16 @@ def main():
                 elif a.endswith("output.mp4"):
                     a = str(direct_out / "output.mp4")
                 cmd.append(a)
-            cmd = [c for c in cmd if not c.startswith("pipe:")]
-            # Drop -progress pipe:N (no reader in the baseline).
+            # Drop "-progress pipe:N": the baseline has no progress reader.
             clean = []
             skip = False
-            for i, c in enumerate(cmd):
+            for c in cmd:
                 if skip:
                     skip = False
-                    continue
-                if c == "-progress":
+                elif c == "-progress":
                     skip = True
-                    continue
-                clean.append(c)
+                else:
+                    clean.append(c)
             start = time.perf_counter()
             subprocess.run(clean, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return time.perf_counter() - start, clean

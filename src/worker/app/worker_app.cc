@@ -22,6 +22,8 @@ namespace flux::worker::app {
 namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kTick{50};
+// After the drain deadline: how long cancelled jobs get to stop and report.
+constexpr std::chrono::seconds kCancelWait{10};
 
 }  // namespace
 
@@ -149,6 +151,7 @@ int WorkerApp::run() {
   jobs::JobManager& manager = *parts_->manager;
   const auto started = Clock::now();
   std::optional<Clock::time_point> drain_deadline;
+  std::optional<Clock::time_point> cancel_deadline;
   std::string reason;
   while (true) {
     std::this_thread::sleep_for(kTick);
@@ -166,9 +169,13 @@ int WorkerApp::run() {
         reason = "drained";
         break;
       }
-      if (now >= *drain_deadline) {
+      if (now >= *drain_deadline && !cancel_deadline) {
         log::warn("drain deadline reached; cancelling running jobs");
         manager.cancel_all("worker_shutdown");
+        // ffmpeg gets its SIGTERM grace, then the final events their delivery.
+        cancel_deadline = now + kCancelWait;
+      }
+      if (cancel_deadline && now >= *cancel_deadline) {
         reason = "drain_timeout";
         break;
       }
@@ -185,8 +192,10 @@ int WorkerApp::run() {
   }
   manager.start_draining();
   log::info("worker stopping", {{"reason", reason}});
-  // In-flight streams get a moment to deliver their last event.
-  parts_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Every final event has been delivered (or its hold expired) by now, so the
+  // deadline only bounds calls that are still arriving. A long one keeps the
+  // exit waiting on idle client channels, which a platform would bill for.
+  parts_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   parts_->server->Wait();
   if (parts_->metrics_server) parts_->metrics_server->stop();
   parts_->manager.reset();

@@ -217,6 +217,9 @@ absl::StatusOr<JobOutcome> JobPipeline::run_steps(const v1::JobRequest& request,
   encode.output_dir = job_dir / "output";
   encode.input_has_audio = media->has_audio;
   encode.input_duration_seconds = media->duration_seconds;
+  if (log::enabled(log::Level::kDebug)) {
+    log::debug("ffmpeg command", {{"job_id", job_id}, {"argv", encoder::build_ffmpeg_argv(encode)}});
+  }
   std::vector<std::string> stderr_tail;
   auto encoded = encoder::run_encode(
       encode,
