@@ -24,7 +24,7 @@ build: deps
 	@ls $(BUILD_DIR)/bin/flux-*
 
 test-deps: deps
-	@cd tests && { [ -d node_modules/s3rver ] || npm ci --no-audit --no-fund --loglevel=error; }
+	@cd tests && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
 
 # The test build carries AddressSanitizer + UndefinedBehaviorSanitizer; then
 # the project's own concurrent code runs again under ThreadSanitizer.
