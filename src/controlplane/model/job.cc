@@ -3,6 +3,8 @@
 #include <openssl/rand.h>
 
 #include <array>
+#include <chrono>
+#include <cstdint>
 
 namespace flux::controlplane::model {
 namespace {
@@ -66,11 +68,18 @@ nlohmann::json to_document(const JobRecord& job) {
 }
 
 std::string new_job_id() {
-  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-  std::array<unsigned char, 26> bytes{};
-  RAND_bytes(bytes.data(), static_cast<int>(bytes.size()));
+  // Time-ordered (10 base32 chars of the millisecond clock, sortable) then 80
+  // random bits: unguessable, and new rows land at the end of the store's
+  // primary-key index instead of on random pages.
+  static constexpr char kAlphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
+  const auto ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
   std::string id = "job_";
-  for (unsigned char b : bytes) id += kAlphabet[b % 32];
+  for (int shift = 45; shift >= 0; shift -= 5) id += kAlphabet[(ms >> shift) & 31];
+  std::array<unsigned char, 16> bytes{};
+  RAND_bytes(bytes.data(), static_cast<int>(bytes.size()));
+  for (unsigned char b : bytes) id += kAlphabet[b & 31];
   return id;
 }
 

@@ -70,7 +70,8 @@ struct JobRecord {
 // The job document of SPEC §3.2 (GET /api/v1/jobs/{id}).
 nlohmann::json to_document(const JobRecord& job);
 
-// A new random job id ("job_" + 26 lowercase base32 chars; unguessable).
+// A new job id: "job_" + 26 lowercase base32 chars, time-ordered then random
+// (80 bits), so ids are unguessable and sort by creation time.
 std::string new_job_id();
 
 }  // namespace flux::controlplane::model
