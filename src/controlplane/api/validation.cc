@@ -153,8 +153,8 @@ ApiError url_error(const absl::Status& status, const std::string& prefix, const 
   return bad(prefix + "_invalid", message, field);
 }
 
-absl::Status check_url_with(std::string_view url, const http::UrlPolicy& policy, bool resolve) {
-  return resolve ? http::check_url_resolved(url, policy) : http::check_url(url, policy);
+absl::Status check_url_with(std::string_view url, const flux::http::UrlPolicy& policy, bool resolve) {
+  return resolve ? flux::http::check_url_resolved(url, policy) : flux::http::check_url(url, policy);
 }
 
 bool absent(const json& object, const char* name) {
@@ -294,11 +294,11 @@ std::optional<ApiError> check_callback_url(const json& request, const Validation
   if (!value.is_string()) return bad("callback_url_invalid", "callback_url must be a string", field);
   const auto& url = value.get_ref<const std::string&>();
   if (url.empty()) return std::nullopt;
-  auto parsed = http::parse_url(url);
+  auto parsed = flux::http::parse_url(url);
   if (parsed.ok() && parsed->scheme != "http" && parsed->scheme != "https") {
     return bad("callback_url_scheme_forbidden", "callback_url must be an http or https URL", field);
   }
-  http::UrlPolicy policy = context.callback_policy;
+  flux::http::UrlPolicy policy = context.callback_policy;
   policy.allowed_schemes.clear();
   for (const char* scheme : {"https", "http"}) {
     const auto& allowed = context.callback_policy.allowed_schemes;

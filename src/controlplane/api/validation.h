@@ -66,9 +66,9 @@ struct ValidationContext {
   std::function<const PresetSummary*(std::string_view)> find_preset;
   // Storage types ("s3", "local") that at least one configured worker serves.
   std::vector<std::string> served_storage;
-  http::UrlPolicy input_policy;
+  flux::http::UrlPolicy input_policy;
   // Only http and https are ever accepted for callbacks, whatever this lists.
-  http::UrlPolicy callback_policy;
+  flux::http::UrlPolicy callback_policy;
   // false: literal checks only (check_url), no DNS lookup; for tests.
   bool resolve_hosts = true;
 };

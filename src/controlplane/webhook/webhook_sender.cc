@@ -53,8 +53,8 @@ bool worth_retrying_error(const absl::Status& status) {
 }
 
 // Retry-After in seconds (the HTTP-date form is ignored: the backoff applies).
-std::optional<std::chrono::milliseconds> retry_after(const http::HttpHeaders& headers) {
-  const std::string value = http::header_value(headers, "Retry-After");
+std::optional<std::chrono::milliseconds> retry_after(const flux::http::HttpHeaders& headers) {
+  const std::string value = flux::http::header_value(headers, "Retry-After");
   int64_t seconds = 0;
   const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
   if (value.empty() || ec != std::errc() || end != value.data() + value.size() || seconds < 0) return std::nullopt;
@@ -167,7 +167,7 @@ WebhookSender::TryOutcome WebhookSender::attempt(Delivery& delivery, std::mt1993
   const nlohmann::json log_fields_base = {{"job_id", delivery.job_id},
                                           {"event", delivery.event},
                                           {"delivery_id", delivery.delivery_id},
-                                          {"callback_url", http::redact_url(delivery.url)},
+                                          {"callback_url", flux::http::redact_url(delivery.url)},
                                           {"attempt", state.attempts}};
   auto log_fields = [&log_fields_base](const nlohmann::json& extra) {
     nlohmann::json fields = log_fields_base;
@@ -182,7 +182,7 @@ WebhookSender::TryOutcome WebhookSender::attempt(Delivery& delivery, std::mt1993
     return {};
   }
 
-  http::HttpRequest request;
+  flux::http::HttpRequest request;
   request.method = "POST";
   request.url = delivery.url;
   request.body = delivery.body;
@@ -193,7 +193,7 @@ WebhookSender::TryOutcome WebhookSender::attempt(Delivery& delivery, std::mt1993
   if (!options_.secret.empty())
     request.headers.emplace_back("X-Flux-Signature", sign_body(delivery.body, options_.secret));
 
-  http::RequestOptions request_options;
+  flux::http::RequestOptions request_options;
   request_options.policy = options_.policy;
   request_options.policy.allowed_schemes = {"https", "http"};
   request_options.policy.local_input_dir.reset();
@@ -203,7 +203,7 @@ WebhookSender::TryOutcome WebhookSender::attempt(Delivery& delivery, std::mt1993
   request_options.max_redirects = 0;  // a redirect is an answer, not a delivery
   request_options.test_only_resolve = options_.test_only_resolve;
 
-  const auto response = http::request(request, request_options, &stop_token_);
+  const auto response = flux::http::request(request, request_options, &stop_token_);
   if (stop_token_.cancelled()) return TryOutcome{std::nullopt, true};
 
   bool retryable = false;

@@ -51,7 +51,7 @@ struct WebhookOptions {
   // n+1 is uniform in [0, min(max_delay, base_delay * 2^(n-1))].
   retry::RetryPolicy retry{5, std::chrono::milliseconds(1000), std::chrono::milliseconds(30000)};
   // Address rules for callback URLs (only http/https are ever used).
-  http::UrlPolicy policy;
+  flux::http::UrlPolicy policy;
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};  // one try, connect included
   int threads = 2;                                              // concurrent tries
   size_t max_pending = 10000;                                   // deliveries waiting; beyond, new ones fail at once
