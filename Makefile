@@ -36,7 +36,7 @@ test: test-deps
 
 # Unit tests of the concurrent parts (job manager, metrics, logging, retry,
 # parallel uploads) under ThreadSanitizer; fast enough for every CI run.
-TSAN_UNITS := unit_jobs unit_metrics unit_log unit_retry unit_uploader unit_store
+TSAN_UNITS := unit_jobs unit_metrics unit_log unit_retry unit_uploader unit_store unit_cp_events unit_cp_auth
 test-tsan-units:
 	cmake -S . -B $(TSAN_DIR) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DFLUX_SANITIZE=thread >/dev/null
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_UNITS)

@@ -89,6 +89,7 @@ absl::StatusOr<ControlPlaneConfig> load_control_plane_config(const flux::config:
   if (auto file = env.raw("PRESETS_FILE")) c.presets_file = *file;
   FLUX_ASSIGN(number, env.integer("HTTP_THREADS", 2, 1, 256));
   c.http_threads = static_cast<int>(number);
+  FLUX_ASSIGN(c.sse_keepalive, env.seconds("SSE_KEEPALIVE", 15, 0.05, 3600));
   return c;
 }
 

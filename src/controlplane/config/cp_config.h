@@ -35,6 +35,7 @@ struct ControlPlaneConfig {
   std::optional<std::filesystem::path> local_input_dir;
   std::optional<std::filesystem::path> presets_file;
   int http_threads = 2;
+  std::chrono::milliseconds sse_keepalive{15000};
 
   bool development() const { return env == "development"; }
 };
