@@ -50,6 +50,11 @@ nlohmann::json event_json(const model::JobRecord& job) {
                       {"message", job.message},  {"timestamp", now_rfc3339()},
                       {"attempts", job.attempts}};
   if (!job.worker_id.empty()) e["worker_id"] = job.worker_id;
+  if (job.phase == "encoding") {
+    e["fps"] = job.fps;
+    e["speed"] = job.speed;
+    if (job.eta_seconds >= 0) e["eta_seconds"] = job.eta_seconds;
+  }
   if (!job.output_url.empty()) e["output_url"] = job.output_url;
   if (job.status == model::JobStatus::kFailed || job.status == model::JobStatus::kCancelled) {
     e["error"] = job.error;

@@ -704,6 +704,9 @@ void Dispatcher::apply_progress(const std::shared_ptr<RunningJob>& r, const v1::
     if (std::string phase = phase_name(event.phase()); !phase.empty()) job.phase = std::move(phase);
     job.progress = event.progress();
     job.message = event.message();
+    job.fps = event.fps();
+    job.speed = event.speed();
+    job.eta_seconds = event.eta_seconds();
     ++job.sequence;
     copy = job;
   }

@@ -65,6 +65,11 @@ struct JobRecord {
   std::string idempotency_key;  // "" = none; scoped by api_key_id
   std::string api_key_id;       // a non-secret id of the API key that created it ("" = none)
   uint64_t sequence = 0;        // last progress event number the control plane saw
+  // Live encode figures from the last progress event; not stored (they only
+  // matter while the job runs).
+  double fps = 0;
+  double speed = 0;
+  double eta_seconds = -1;  // < 0 unknown
 };
 
 // The job document of SPEC §3.2 (GET /api/v1/jobs/{id}).
