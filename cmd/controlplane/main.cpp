@@ -12,6 +12,7 @@
 #include "flux_version.h"
 #include "shared/config/env.h"
 #include "shared/log/log.h"
+#include "shared/process/signals.h"
 
 namespace {
 
@@ -67,14 +68,7 @@ int main(int argc, char** argv) {
   flux::log::init("controlplane", config->log_level,
                   config->development() ? flux::log::Format::kText : flux::log::Format::kJson);
 
-  // Signals are taken synchronously by this thread after start-up; every
-  // other thread inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t signals = flux::process::block_termination_signals();
 
   auto app = flux::controlplane::app::ControlPlane::start(*std::move(config));
   if (!app.ok()) {

@@ -11,6 +11,7 @@
 #include "flux_version.h"
 #include "shared/config/env.h"
 #include "shared/log/log.h"
+#include "shared/process/signals.h"
 #include "worker/app/worker_app.h"
 #include "worker/config/worker_config.h"
 
@@ -73,14 +74,7 @@ int main(int argc, char** argv) {
   flux::log::init("worker", config->log_level,
                   config->env == "development" ? flux::log::Format::kText : flux::log::Format::kJson);
 
-  // Signals are taken by one thread with sigwait, so no handler runs inside
-  // gRPC or ffmpeg bookkeeping; every other thread inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  sigset_t signals = flux::process::block_termination_signals();
 
   auto app = flux::worker::app::WorkerApp::create(*std::move(config));
   if (!app.ok()) {

@@ -364,7 +364,7 @@ http::Router ControlPlane::Parts::routes() {
   router.add("GET", "/api/v1/workers/status", [self](const Request&, Responder respond) {
     self->blocking->post([self, respond = std::move(respond)]() {
       nlohmann::json workers = nlohmann::json::array();
-      for (const auto& w : self->pool->refresh(std::chrono::milliseconds(1000))) {
+      for (const auto& w : self->pool->refresh(std::chrono::milliseconds(3000))) {
         workers.push_back({{"address", w.address},
                            {"worker_id", w.worker_id.empty() ? nlohmann::json() : nlohmann::json(w.worker_id)},
                            {"state", w.state},
@@ -476,6 +476,15 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::start(config::Contro
       [raw](const model::JobRecord& job, bool status_changed) { raw->on_job_change(job, status_changed); });
   parts->blocking = std::make_unique<BlockingPool>(kBlockingThreads);
   if (auto s = parts->dispatcher->start(); !s.ok()) return annotate(s, "loading unfinished jobs");
+  // Webhooks of jobs that ended before a crash or stop and were never delivered.
+  if (auto undelivered = parts->store->load_undelivered_webhooks(); undelivered.ok()) {
+    for (const auto& job : *undelivered) {
+      parts->webhooks->deliver(job, "job." + std::string(model::to_string(job.status)));
+    }
+    if (!undelivered->empty()) log::info("redelivering webhooks", {{"count", undelivered->size()}});
+  } else {
+    log::error("cannot load undelivered webhooks", {{"error", std::string(undelivered.status().message())}});
+  }
 
   http::ServerOptions server_options;
   server_options.bind = c.bind_address;

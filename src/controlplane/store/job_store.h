@@ -79,6 +79,10 @@ class JobStore {
   // Every queued, processing or uploading job, oldest first.
   virtual absl::StatusOr<std::vector<model::JobRecord>> load_unfinished() = 0;
 
+  // Finished jobs with a callback_url whose webhook was never delivered nor
+  // given up (state none or pending): a restart delivers them.
+  virtual absl::StatusOr<std::vector<model::JobRecord>> load_undelivered_webhooks() = 0;
+
   virtual absl::StatusOr<int64_t> count(model::JobStatus status) = 0;
 
   // Writes pending progress checkpoints now, durably.

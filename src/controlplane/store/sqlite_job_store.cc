@@ -57,6 +57,13 @@ CREATE UNIQUE INDEX jobs_idempotency ON jobs (api_key_id, idempotency_key) WHERE
 CREATE INDEX jobs_created ON jobs (created_ms DESC, job_id DESC);
 CREATE INDEX jobs_status_created ON jobs (status, created_ms DESC, job_id DESC);
 )sql"},
+    {2, "index finished jobs whose webhook is not delivered",
+     R"sql(
+CREATE INDEX jobs_webhook_undelivered ON jobs (created_ms)
+  WHERE status IN ('completed', 'failed', 'cancelled')
+    AND json_extract(doc, '$.callback_url') <> ''
+    AND json_extract(doc, '$.webhook.state') IN ('none', 'pending');
+)sql"},
 };
 static_assert(static_cast<int>(std::size(kMigrations)) == kSqliteSchemaVersion,
               "kSqliteSchemaVersion names the last migration");
@@ -120,6 +127,7 @@ struct ReadConnection {
   Statement list_status_after;
   Statement count;
   Statement unfinished;
+  Statement undelivered;
 };
 
 absl::Status apply_pragmas(Database& db, const SqliteOptions& options) {
@@ -264,6 +272,11 @@ class SqliteJobStore final : public JobStore {
           {&reader->list_status_after,
            "SELECT " + columns + " FROM jobs WHERE status = ?4 AND (created_ms, job_id) < (?1, ?2)" + order},
           {&reader->count, "SELECT count(*) FROM jobs WHERE status = ?1"},
+          {&reader->undelivered, "SELECT " + columns +
+                                     " FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') "
+                                     "AND json_extract(doc, '$.callback_url') <> '' "
+                                     "AND json_extract(doc, '$.webhook.state') IN ('none', 'pending') "
+                                     "ORDER BY created_ms ASC"},
           {&reader->unfinished, "SELECT " + columns +
                                     " FROM jobs WHERE status IN ('queued', 'processing', 'uploading') "
                                     "ORDER BY created_ms ASC, job_id ASC"},
@@ -375,6 +388,12 @@ class SqliteJobStore final : public JobStore {
     ReaderLease reader(*this);
     StatementUse use(reader->unfinished);
     return read_rows(*reader, reader->unfinished, "loading unfinished jobs");
+  }
+
+  absl::StatusOr<std::vector<model::JobRecord>> load_undelivered_webhooks() override {
+    ReaderLease reader(*this);
+    StatementUse use(reader->undelivered);
+    return read_rows(*reader, reader->undelivered, "loading undelivered webhooks");
   }
 
   absl::StatusOr<int64_t> count(model::JobStatus status) override {

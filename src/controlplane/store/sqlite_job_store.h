@@ -18,7 +18,7 @@ namespace flux::controlplane::store {
 
 // The schema version this build creates and understands; a database stamped
 // with a higher one is refused ("store_schema_too_new").
-inline constexpr int kSqliteSchemaVersion = 1;
+inline constexpr int kSqliteSchemaVersion = 2;
 
 struct SqliteOptions {
   // true: synchronous=FULL, every commit fsyncs the WAL, so an acknowledged

@@ -18,6 +18,16 @@
 
 #include "absl/status/statusor.h"
 
+// Assigns the value of an absl::StatusOr expression to `lhs`, or returns its
+// error from the enclosing function: configuration loaders read dozens of
+// variables and stop at the first bad one.
+#define FLUX_ASSIGN_OR_RETURN(lhs, expr)                              \
+  do {                                                                \
+    auto flux_assign_value_ = (expr);                                 \
+    if (!flux_assign_value_.ok()) return flux_assign_value_.status(); \
+    lhs = std::move(*flux_assign_value_);                             \
+  } while (0)
+
 namespace flux::config {
 
 class Env {

@@ -9,14 +9,6 @@
 namespace flux::worker::config {
 namespace {
 
-// Assigns the value of a StatusOr expression or returns its error.
-#define FLUX_ASSIGN(lhs, expr)                          \
-  do {                                                  \
-    auto flux_value_ = (expr);                          \
-    if (!flux_value_.ok()) return flux_value_.status(); \
-    lhs = std::move(*flux_value_);                      \
-  } while (0)
-
 std::string default_worker_id() {
   std::array<char, 256> host{};
   if (gethostname(host.data(), host.size() - 1) != 0 || host[0] == '\0') return "worker";
@@ -41,23 +33,23 @@ std::vector<std::string> WorkerConfig::storage_types() const {
 absl::StatusOr<WorkerConfig> load_worker_config(const flux::config::Env& env) {
   WorkerConfig c;
   int64_t port = 0;
-  FLUX_ASSIGN(port, env.integer("GRPC_PORT", 50051, 0, 65535));
+  FLUX_ASSIGN_OR_RETURN(port, env.integer("GRPC_PORT", 50051, 0, 65535));
   c.grpc_port = static_cast<uint16_t>(port);
-  FLUX_ASSIGN(c.bind_address, env.string("GRPC_BIND_ADDRESS", "0.0.0.0"));
+  FLUX_ASSIGN_OR_RETURN(c.bind_address, env.string("GRPC_BIND_ADDRESS", "0.0.0.0"));
   int64_t jobs = 0;
-  FLUX_ASSIGN(jobs, env.integer("MAX_CONCURRENT_JOBS", 2, 1, 256));
+  FLUX_ASSIGN_OR_RETURN(jobs, env.integer("MAX_CONCURRENT_JOBS", 2, 1, 256));
   c.max_concurrent_jobs = static_cast<int>(jobs);
   std::string work_dir;
-  FLUX_ASSIGN(work_dir, env.string("WORK_DIR", "/tmp/ffmpeg-jobs"));
+  FLUX_ASSIGN_OR_RETURN(work_dir, env.string("WORK_DIR", "/tmp/ffmpeg-jobs"));
   c.work_dir = std::filesystem::absolute(work_dir).lexically_normal();
-  FLUX_ASSIGN(c.storage_type, env.one_of("STORAGE_TYPE", "local", {"local", "s3"}));
+  FLUX_ASSIGN_OR_RETURN(c.storage_type, env.one_of("STORAGE_TYPE", "local", {"local", "s3"}));
   c.local_storage_dir = optional_dir(env, "LOCAL_STORAGE_DIR");
-  FLUX_ASSIGN(c.s3_bucket, env.string("S3_BUCKET", ""));
-  FLUX_ASSIGN(c.s3_region, env.string("S3_REGION", env.raw("AWS_REGION").value_or("us-east-1")));
-  FLUX_ASSIGN(c.s3_endpoint, env.string("S3_ENDPOINT", ""));
-  FLUX_ASSIGN(c.s3_force_path_style, env.boolean("S3_FORCE_PATH_STYLE", !c.s3_endpoint.empty()));
-  FLUX_ASSIGN(c.s3_multipart_threshold, env.bytes("S3_MULTIPART_THRESHOLD", 16ull << 20));
-  FLUX_ASSIGN(c.s3_part_size, env.bytes("S3_PART_SIZE", 8ull << 20));
+  FLUX_ASSIGN_OR_RETURN(c.s3_bucket, env.string("S3_BUCKET", ""));
+  FLUX_ASSIGN_OR_RETURN(c.s3_region, env.string("S3_REGION", env.raw("AWS_REGION").value_or("us-east-1")));
+  FLUX_ASSIGN_OR_RETURN(c.s3_endpoint, env.string("S3_ENDPOINT", ""));
+  FLUX_ASSIGN_OR_RETURN(c.s3_force_path_style, env.boolean("S3_FORCE_PATH_STYLE", !c.s3_endpoint.empty()));
+  FLUX_ASSIGN_OR_RETURN(c.s3_multipart_threshold, env.bytes("S3_MULTIPART_THRESHOLD", 16ull << 20));
+  FLUX_ASSIGN_OR_RETURN(c.s3_part_size, env.bytes("S3_PART_SIZE", 8ull << 20));
   if (c.s3_part_size == 0) return invalid_argument("invalid_config", "S3_PART_SIZE: must be greater than 0");
   if (c.storage_type == "s3" && c.s3_bucket.empty()) {
     return invalid_argument("invalid_config", "S3_BUCKET: required when STORAGE_TYPE=s3");
@@ -66,28 +58,28 @@ absl::StatusOr<WorkerConfig> load_worker_config(const flux::config::Env& env) {
     // Embedded default: outputs next to the working directory.
     c.local_storage_dir = std::filesystem::absolute("data/output").lexically_normal();
   }
-  FLUX_ASSIGN(c.worker_id, env.string("WORKER_ID", default_worker_id()));
+  FLUX_ASSIGN_OR_RETURN(c.worker_id, env.string("WORKER_ID", default_worker_id()));
   std::string level;
-  FLUX_ASSIGN(level, env.one_of("LOG_LEVEL", "info", {"debug", "info", "warn", "error"}));
-  FLUX_ASSIGN(c.log_level, log::parse_level(level));
-  FLUX_ASSIGN(c.env, env.one_of("ENV", "production", {"development", "production"}));
-  FLUX_ASSIGN(c.disable_auto_shutdown, env.boolean("DISABLE_AUTO_SHUTDOWN", false));
-  FLUX_ASSIGN(c.auto_shutdown_grace, env.seconds("AUTO_SHUTDOWN_GRACE", 1, 0, 86400));
-  FLUX_ASSIGN(c.idle_timeout, env.seconds("IDLE_TIMEOUT", 0, 0, 30 * 86400.0));
-  FLUX_ASSIGN(c.result_hold, env.seconds("RESULT_HOLD", 600, 0, 7 * 86400.0));
-  FLUX_ASSIGN(c.drain_timeout, env.seconds("DRAIN_TIMEOUT", 600, 0, 86400));
-  FLUX_ASSIGN(c.job_timeout, env.seconds("JOB_TIMEOUT", 3600, 1, 7 * 86400.0));
+  FLUX_ASSIGN_OR_RETURN(level, env.one_of("LOG_LEVEL", "info", {"debug", "info", "warn", "error"}));
+  FLUX_ASSIGN_OR_RETURN(c.log_level, log::parse_level(level));
+  FLUX_ASSIGN_OR_RETURN(c.env, env.one_of("ENV", "production", {"development", "production"}));
+  FLUX_ASSIGN_OR_RETURN(c.disable_auto_shutdown, env.boolean("DISABLE_AUTO_SHUTDOWN", false));
+  FLUX_ASSIGN_OR_RETURN(c.auto_shutdown_grace, env.seconds("AUTO_SHUTDOWN_GRACE", 1, 0, 86400));
+  FLUX_ASSIGN_OR_RETURN(c.idle_timeout, env.seconds("IDLE_TIMEOUT", 0, 0, 30 * 86400.0));
+  FLUX_ASSIGN_OR_RETURN(c.result_hold, env.seconds("RESULT_HOLD", 600, 0, 7 * 86400.0));
+  FLUX_ASSIGN_OR_RETURN(c.drain_timeout, env.seconds("DRAIN_TIMEOUT", 600, 0, 86400));
+  FLUX_ASSIGN_OR_RETURN(c.job_timeout, env.seconds("JOB_TIMEOUT", 3600, 1, 7 * 86400.0));
   if (auto file = env.raw("PRESETS_FILE")) c.presets_file = *file;
-  FLUX_ASSIGN(c.ffmpeg_path, env.string("FFMPEG_PATH", "ffmpeg"));
-  FLUX_ASSIGN(c.ffprobe_path, env.string("FFPROBE_PATH", "ffprobe"));
-  FLUX_ASSIGN(port, env.integer("METRICS_PORT", 9091, 0, 65535));
+  FLUX_ASSIGN_OR_RETURN(c.ffmpeg_path, env.string("FFMPEG_PATH", "ffmpeg"));
+  FLUX_ASSIGN_OR_RETURN(c.ffprobe_path, env.string("FFPROBE_PATH", "ffprobe"));
+  FLUX_ASSIGN_OR_RETURN(port, env.integer("METRICS_PORT", 9091, 0, 65535));
   c.metrics_port = static_cast<uint16_t>(port);
   std::string validation;
-  FLUX_ASSIGN(validation, env.one_of("VALIDATION_LEVEL", "standard", {"minimal", "standard", "strict"}));
-  FLUX_ASSIGN(c.validation_level, validator::parse_level(validation));
+  FLUX_ASSIGN_OR_RETURN(validation, env.one_of("VALIDATION_LEVEL", "standard", {"minimal", "standard", "strict"}));
+  FLUX_ASSIGN_OR_RETURN(c.validation_level, validator::parse_level(validation));
   c.local_input_dir = optional_dir(env, "LOCAL_INPUT_DIR");
-  FLUX_ASSIGN(c.allow_private_inputs, env.boolean("ALLOW_PRIVATE_INPUTS", false));
-  FLUX_ASSIGN(c.input_schemes, env.list("INPUT_SCHEMES", {"https", "http", "s3"}));
+  FLUX_ASSIGN_OR_RETURN(c.allow_private_inputs, env.boolean("ALLOW_PRIVATE_INPUTS", false));
+  FLUX_ASSIGN_OR_RETURN(c.input_schemes, env.list("INPUT_SCHEMES", {"https", "http", "s3"}));
   for (const auto& scheme : c.input_schemes) {
     if (scheme != "https" && scheme != "http" && scheme != "s3" && scheme != "file") {
       return invalid_argument("invalid_config",
@@ -97,10 +89,8 @@ absl::StatusOr<WorkerConfig> load_worker_config(const flux::config::Env& env) {
   if (c.local_input_dir && std::find(c.input_schemes.begin(), c.input_schemes.end(), "file") == c.input_schemes.end()) {
     c.input_schemes.emplace_back("file");  // LOCAL_INPUT_DIR is the opt-in for file:// inputs
   }
-  FLUX_ASSIGN(c.max_input_bytes, env.bytes("MAX_INPUT_BYTES", 20ull << 30));
+  FLUX_ASSIGN_OR_RETURN(c.max_input_bytes, env.bytes("MAX_INPUT_BYTES", 20ull << 30));
   return c;
 }
-
-#undef FLUX_ASSIGN
 
 }  // namespace flux::worker::config

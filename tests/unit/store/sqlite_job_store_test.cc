@@ -600,3 +600,29 @@ TEST_F(SqliteJobStoreTest, AFileThatIsNotADatabaseIsAClearError) {
 
 }  // namespace
 }  // namespace flux::controlplane::store
+
+namespace flux::controlplane::store {
+namespace {
+
+TEST_F(SqliteJobStoreTest, UndeliveredWebhooksOfFinishedJobsAreFound) {
+  auto store = open();
+  auto with_hook = [](JobRecord job, const std::string& state) {
+    job.spec.callback_url = "https://hooks.example.com/flux";
+    job.webhook.state = state;
+    return job;
+  };
+  ASSERT_TRUE(store->create(with_hook(make_job("job_never", 1, JobStatus::kCompleted), "none")).ok());
+  ASSERT_TRUE(store->create(with_hook(make_job("job_pending", 2, JobStatus::kFailed), "pending")).ok());
+  ASSERT_TRUE(store->create(with_hook(make_job("job_done", 3, JobStatus::kCompleted), "delivered")).ok());
+  ASSERT_TRUE(store->create(with_hook(make_job("job_gave_up", 4, JobStatus::kCancelled), "failed")).ok());
+  ASSERT_TRUE(store->create(with_hook(make_job("job_running", 5, JobStatus::kProcessing), "none")).ok());
+  ASSERT_TRUE(store->create(make_job("job_no_hook", 6, JobStatus::kCompleted)).ok());
+  auto undelivered = store->load_undelivered_webhooks();
+  ASSERT_TRUE(undelivered.ok()) << undelivered.status();
+  std::vector<std::string> ids;
+  for (const auto& job : *undelivered) ids.push_back(job.job_id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"job_never", "job_pending"}));
+}
+
+}  // namespace
+}  // namespace flux::controlplane::store

@@ -1,0 +1,90 @@
+// fluxctl: reads the command line and the environment, wires the HTTP client
+// to the terminal, and runs the command (the logic is in src/cli).
+#include <curl/curl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/api_client.h"
+#include "cli/command_line.h"
+#include "cli/commands.h"
+#include "flux_version.h"
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void on_interrupt(int) { g_interrupted.store(true); }
+
+std::optional<std::string> env_value(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::optional<std::string>(value) : std::nullopt;
+}
+
+int terminal_width() {
+  winsize size{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  if (const char* columns = std::getenv("COLUMNS")) {
+    const int value = std::atoi(columns);
+    if (value > 0) return value;
+  }
+  return 80;
+}
+
+bool interruptible_sleep(std::chrono::milliseconds delay) {
+  const auto until = std::chrono::steady_clock::now() + delay;
+  while (std::chrono::steady_clock::now() < until) {
+    if (g_interrupted.load()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return !g_interrupted.load();
+}
+
+struct CurlGlobal {
+  CurlGlobal() { curl_global_init(CURL_GLOBAL_DEFAULT); }
+  ~CurlGlobal() { curl_global_cleanup(); }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  const flux::cli::Environment env{env_value("FLUX_URL"), env_value("FLUX_API_KEY")};
+  auto parsed = flux::cli::parse_command_line(args, env);
+  if (!parsed.invocation) {
+    std::fputs(parsed.out.c_str(), stdout);
+    std::fputs(parsed.err.c_str(), stderr);
+    return parsed.exit_code;
+  }
+
+  // The first Ctrl-C stops waiting cleanly (the bar's line is ended, the job
+  // keeps running); SA_RESETHAND makes a second one kill as usual.
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+
+  CurlGlobal curl;
+  flux::cli::ClientOptions options;
+  options.base_url = parsed.invocation->url;
+  options.api_key = parsed.invocation->api_key;
+  options.user_agent = std::string("fluxctl/") + FLUX_VERSION;
+  options.interrupted = &g_interrupted;
+  flux::cli::HttpJobService service(options);
+
+  const flux::cli::Console console{std::cout, std::cerr, isatty(STDOUT_FILENO) == 1, terminal_width};
+  flux::cli::WatchOptions watch;
+  watch.sleep = interruptible_sleep;
+  return flux::cli::run_command(*parsed.invocation, service, console, watch);
+}
