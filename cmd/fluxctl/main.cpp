@@ -83,7 +83,10 @@ int main(int argc, char** argv) {
   options.interrupted = &g_interrupted;
   flux::cli::HttpJobService service(options);
 
-  const flux::cli::Console console{std::cout, std::cerr, isatty(STDOUT_FILENO) == 1, terminal_width};
+  // A "dumb" terminal cannot erase a line: it gets the plain lines.
+  const auto term = env_value("TERM");
+  const bool live_terminal = isatty(STDOUT_FILENO) == 1 && term.value_or("") != "dumb";
+  const flux::cli::Console console{std::cout, std::cerr, live_terminal, terminal_width};
   flux::cli::WatchOptions watch;
   watch.sleep = interruptible_sleep;
   return flux::cli::run_command(*parsed.invocation, service, console, watch);

@@ -73,12 +73,13 @@ absl::StatusOr<v1::WorkerStatus> WorkerClient::get_status(std::chrono::milliseco
   return status;
 }
 
-absl::StatusOr<v1::CancelResponse> WorkerClient::cancel_job(const std::string& job_id,
+absl::StatusOr<v1::CancelResponse> WorkerClient::cancel_job(const std::string& job_id, const std::string& reason,
                                                             std::chrono::milliseconds deadline) {
   grpc::ClientContext context;
   context.set_deadline(deadline_after(deadline));
   v1::CancelRequest request;
   request.set_job_id(job_id);
+  request.set_reason(reason);
   v1::CancelResponse response;
   const grpc::Status result = stub_->CancelJob(&context, request, &response);
   if (!result.ok()) return from_grpc(result, context);

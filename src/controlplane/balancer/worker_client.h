@@ -54,7 +54,8 @@ class WorkerClient {
   absl::StatusOr<v1::WorkerStatus> get_status(std::chrono::milliseconds deadline, bool wait_for_ready = true);
 
   // CancelJob; success=false in the answer when the worker does not run the job.
-  absl::StatusOr<v1::CancelResponse> cancel_job(const std::string& job_id, std::chrono::milliseconds deadline);
+  absl::StatusOr<v1::CancelResponse> cancel_job(const std::string& job_id, const std::string& reason,
+                                                std::chrono::milliseconds deadline);
 
   // Waits until the channel is connected (true), `timeout` passes or `stop`
   // returns true (false). Checks `stop` every 100 ms.

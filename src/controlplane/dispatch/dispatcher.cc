@@ -57,7 +57,7 @@ v1::JobRequest build_request(const JobRecord& job, std::chrono::milliseconds tim
 // not hold it (and stay up) for RESULT_HOLD. True once nothing is left there.
 bool abandon_on_worker(balancer::WorkerClient& worker, const std::string& job_id) {
   constexpr std::chrono::milliseconds kDeadline{1000};
-  auto cancelled = worker.cancel_job(job_id, kDeadline);
+  auto cancelled = worker.cancel_job(job_id, "abandoned", kDeadline);
   if (!cancelled.ok()) return false;
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + kDeadline);
@@ -212,7 +212,7 @@ absl::StatusOr<JobRecord> Dispatcher::cancel(const std::string& job_id) {
     lock.unlock();
     log::info("cancel requested", {{"job_id", job_id}, {"worker", job.worker_address}});
     if (send) {
-      if (auto answer = worker->cancel_job(job_id, options_.rpc_timeout); !answer.ok()) {
+      if (auto answer = worker->cancel_job(job_id, "", options_.rpc_timeout); !answer.ok()) {
         log::warn(
             "CancelJob failed; the job is cancelled after the grace period",
             {{"job_id", job_id}, {"worker", worker->address()}, {"error", std::string(answer.status().message())}});
@@ -454,7 +454,7 @@ void Dispatcher::housekeeping_tick() {
   }
   for (auto& thread : threads) thread.join();
   for (auto& [worker, id] : cancels) {
-    if (auto answer = worker->cancel_job(id, options_.rpc_timeout); !answer.ok()) {
+    if (auto answer = worker->cancel_job(id, "", options_.rpc_timeout); !answer.ok()) {
       log::warn("CancelJob failed",
                 {{"job_id", id}, {"worker", worker->address()}, {"error", std::string(answer.status().message())}});
     }
@@ -680,7 +680,7 @@ void Dispatcher::signal_admission(const std::shared_ptr<RunningJob>& r, bool adm
     }
   }
   cv_.notify_all();
-  if (cancel_on != nullptr) (void)cancel_on->cancel_job(r->job.job_id, options_.rpc_timeout);
+  if (cancel_on != nullptr) (void)cancel_on->cancel_job(r->job.job_id, "", options_.rpc_timeout);
 }
 
 bool Dispatcher::handle_event(const std::shared_ptr<RunningJob>& r, const v1::JobProgress& event) {

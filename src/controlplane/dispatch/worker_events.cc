@@ -80,9 +80,9 @@ nlohmann::json phase_durations(const v1::JobResult& result) {
 }
 
 bool is_retryable(const std::string& error_code) {
-  static constexpr std::array<std::string_view, 10> kRetryable = {
-      "worker_shutdown", "worker_draining",   "worker_full",       "internal",           "io_error",
-      "spawn_failed",    "work_dir_unusable", "file_write_failed", "input_write_failed", "upload_failed"};
+  static constexpr std::array<std::string_view, 11> kRetryable = {
+      "worker_shutdown",   "worker_draining",   "worker_full",        "internal",      "io_error", "spawn_failed",
+      "work_dir_unusable", "file_write_failed", "input_write_failed", "upload_failed", "abandoned"};
   if (error_code.empty()) return true;
   for (std::string_view code : kRetryable) {
     if (code == error_code) return true;

@@ -24,6 +24,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kTick{50};
 // After the drain deadline: how long cancelled jobs get to stop and report.
 constexpr std::chrono::seconds kCancelWait{10};
+// During a drain with no job running: how long an uncollected final state waits.
+constexpr std::chrono::seconds kHeldResultWaitOnDrain{5};
 
 }  // namespace
 
@@ -152,6 +154,7 @@ int WorkerApp::run() {
   const auto started = Clock::now();
   std::optional<Clock::time_point> drain_deadline;
   std::optional<Clock::time_point> cancel_deadline;
+  std::optional<Clock::time_point> no_running_since;
   std::string reason;
   while (true) {
     std::this_thread::sleep_for(kTick);
@@ -168,6 +171,16 @@ int WorkerApp::run() {
       if (idle) {
         reason = "drained";
         break;
+      }
+      // Nothing runs any more: a final state nobody collected gets a short
+      // wait, not the whole drain timeout (a control plane that is alive
+      // collects it at once; a dead one requeues the job elsewhere).
+      if (manager.status().current_jobs == 0) {
+        if (!no_running_since) no_running_since = now;
+        if (now - *no_running_since >= kHeldResultWaitOnDrain) {
+          reason = "drained_with_uncollected_results";
+          break;
+        }
       }
       if (now >= *drain_deadline && !cancel_deadline) {
         log::warn("drain deadline reached; cancelling running jobs");

@@ -1,5 +1,7 @@
 #include "worker/grpc/worker_service.h"
 
+#include <algorithm>
+
 #include "shared/core/error.h"
 #include "shared/log/log.h"
 
@@ -88,7 +90,13 @@ grpc::Status WorkerService::GetStatus(grpc::ServerContext*, const v1::StatusRequ
 
 grpc::Status WorkerService::CancelJob(grpc::ServerContext*, const v1::CancelRequest* request,
                                       v1::CancelResponse* response) {
-  const bool cancelled = manager_.cancel(request->job_id());
+  // Only a short machine word may become a job's error code.
+  std::string reason = request->reason();
+  if (reason.empty() || reason.size() > 32 ||
+      !std::all_of(reason.begin(), reason.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; })) {
+    reason = "cancelled";
+  }
+  const bool cancelled = manager_.cancel(request->job_id(), reason);
   response->set_success(cancelled);
   response->set_message(cancelled ? "cancelling" : "job is not running on this worker");
   log::info("cancel requested", {{"job_id", request->job_id()}, {"running", cancelled}});

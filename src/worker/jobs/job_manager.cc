@@ -122,9 +122,19 @@ absl::StatusOr<std::shared_ptr<Subscription>> JobManager::submit(const v1::JobRe
     if (draining_) {
       return grpc_style(absl::StatusCode::kUnavailable, "worker_draining", "worker is draining and takes no new jobs");
     }
-    if (jobs_.count(request.job_id()) != 0) {
-      return grpc_style(absl::StatusCode::kAlreadyExists, "job_exists",
-                        "job " + request.job_id() + " already exists on this worker");
+    if (auto it = jobs_.find(request.job_id()); it != jobs_.end()) {
+      // A copy that ended without output and whose end was collected may run
+      // again (a control plane retrying after it stopped that copy); anything
+      // else would run a job twice or lose a result not yet delivered.
+      Job& old = *it->second;
+      const bool rerunnable = old.finished && old.collected && old.last.status() != v1::JOB_STATUS_COMPLETED;
+      if (!rerunnable) {
+        return grpc_style(absl::StatusCode::kAlreadyExists, "job_exists",
+                          "job " + request.job_id() + " already exists on this worker");
+      }
+      // Its thread has published the end; only its return remains.
+      if (old.thread.joinable()) old.thread.join();
+      jobs_.erase(it);
     }
     if (running_ >= options_.max_concurrent_jobs) {
       return grpc_style(absl::StatusCode::kResourceExhausted, "worker_full",

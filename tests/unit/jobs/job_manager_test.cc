@@ -197,3 +197,29 @@ TEST_F(JobManagerTest, DestructorCancelsRunningJobs) {
 
 }  // namespace
 }  // namespace flux::worker::jobs
+
+namespace flux::worker::jobs {
+namespace {
+
+TEST_F(JobManagerTest, CollectedJobThatEndedWithoutOutputMayRunAgain) {
+  auto manager = make(1);
+  auto first = manager->submit(request("a"));
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(manager->cancel("a", "abandoned"));
+  auto end = wait_terminal(**first);
+  EXPECT_EQ(end.status(), v1::JOB_STATUS_FAILED) << "a control plane's abandon is not a user's cancel";
+  EXPECT_EQ(end.error_code(), "abandoned");
+  EXPECT_EQ(manager->submit(request("a")).status().code(), absl::StatusCode::kAlreadyExists)
+      << "its end was not collected yet";
+  manager->mark_collected("a");
+  gate.release = true;
+  auto again = manager->submit(request("a"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(wait_terminal(**again).status(), v1::JOB_STATUS_COMPLETED);
+  manager->mark_collected("a");
+  EXPECT_EQ(manager->submit(request("a")).status().code(), absl::StatusCode::kAlreadyExists)
+      << "a completed job never runs twice";
+}
+
+}  // namespace
+}  // namespace flux::worker::jobs
