@@ -14,6 +14,7 @@ export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS ?= suppressions=$(CURDIR)/tests/sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1
 
 .PHONY: deps build test test-tsan test-tsan-units test-deps fmt fmt-check lint proto ci clean dev-worker dev-controlplane
+.PHONY: demo up
 
 deps:
 	@scripts/install-deps.sh
@@ -21,7 +22,7 @@ deps:
 build: deps
 	cmake -S . -B $(BUILD_DIR) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target programs
-	@ls $(BUILD_DIR)/bin/flux-*
+	@ls $(BUILD_DIR)/bin/flux-* $(BUILD_DIR)/bin/fluxctl 2>/dev/null || true
 
 test-deps: deps
 	@cd tests && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
@@ -75,3 +76,29 @@ dev-worker: build
 	ENV=development LOG_LEVEL=debug STORAGE_TYPE=local LOCAL_STORAGE_DIR=$(CURDIR)/.flux/output \
 	WORK_DIR=$(CURDIR)/.flux/work DISABLE_AUTO_SHUTDOWN=true ALLOW_PRIVATE_INPUTS=true \
 	$(BUILD_DIR)/bin/flux-worker
+
+# A control plane on :8080 in development mode (no API key) in front of the
+# dev worker on :50051, state under ./.flux, for manual runs.
+dev-controlplane: build
+	mkdir -p .flux
+	ENV=development LOG_LEVEL=debug WORKER_NODES=127.0.0.1:50051 DATABASE_PATH=$(CURDIR)/.flux/dev.db \
+	ALLOW_PRIVATE_INPUTS=true $(BUILD_DIR)/bin/flux-controlplane
+
+# The main job end to end on embedded defaults: a control plane and two
+# workers on free loopback ports (state under ./.flux), a 720p_h264 and an
+# hls_720p_abr job through fluxctl, a summary of each output; then everything
+# is stopped. FLUX_BIN_DIR=... runs it against another build.
+demo: build
+	@scripts/demo.sh
+
+# The same stack in the foreground for manual use (Ctrl-C stops it).
+up: build
+	@scripts/up.sh
+
+# Every benchmark in bench/ against the release build, each rewriting its own
+# section of docs/BENCHMARKS.md (figures as rates or ratios against a baseline
+# measured in the same run). Loopback only; each script bounds its own time.
+.PHONY: bench
+BENCH_SCRIPTS := worker_overhead submissions sse_fanout dispatch_latency selection_cost
+bench: build
+	@set -e; for b in $(BENCH_SCRIPTS); do echo "== bench/$$b.py"; /usr/bin/python3 bench/$$b.py; done

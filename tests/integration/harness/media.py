@@ -31,6 +31,11 @@ CLIPS = {
     "small.mov": dict(w=320, h=240, seconds=2, audio=True),
     "small.ts": dict(w=320, h=240, seconds=2, audio=True),
     "small.webm": dict(w=320, h=240, seconds=2, audio=True, vcodec="libvpx-vp9", acodec="libopus"),
+    # The control plane suite's inputs: quick jobs, and ones that stay busy
+    # for a while (tiny frames, so a sanitizer-built worker on two shared
+    # cores still finishes them in seconds).
+    "small.mp4": dict(w=320, h=240, seconds=2, audio=True),
+    "small_long.mp4": dict(w=320, h=240, seconds=30, audio=True),
 }
 
 
