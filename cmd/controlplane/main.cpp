@@ -11,6 +11,7 @@
 #include "controlplane/config/cp_config.h"
 #include "flux_version.h"
 #include "shared/config/env.h"
+#include "shared/config/program_args.h"
 #include "shared/log/log.h"
 #include "shared/process/signals.h"
 
@@ -46,19 +47,8 @@ Configuration comes from the environment:
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (arg == "--version") {
-      std::printf("flux-controlplane %s\n", FLUX_VERSION);
-      return 0;
-    }
-    std::fprintf(stderr, "flux-controlplane: unknown argument %s (see --help)\n", arg.c_str());
-    return 2;
-  }
+  if (auto code = flux::config::handle_program_args(argc, argv, "flux-controlplane", FLUX_VERSION, kUsage))
+    return *code;
   auto config = flux::controlplane::config::load_control_plane_config(flux::config::Env::from_process());
   if (!config.ok()) {
     std::fprintf(stderr, "flux-controlplane: configuration error: %s\n",

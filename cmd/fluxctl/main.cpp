@@ -7,7 +7,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -62,8 +61,8 @@ int main(int argc, char** argv) {
   const flux::cli::Environment env{env_value("FLUX_URL"), env_value("FLUX_API_KEY")};
   auto parsed = flux::cli::parse_command_line(args, env);
   if (!parsed.invocation) {
-    std::fputs(parsed.out.c_str(), stdout);
-    std::fputs(parsed.err.c_str(), stderr);
+    std::cout << parsed.out << std::flush;
+    std::cerr << parsed.err << std::flush;
     return parsed.exit_code;
   }
 

@@ -10,6 +10,7 @@
 
 #include "flux_version.h"
 #include "shared/config/env.h"
+#include "shared/config/program_args.h"
 #include "shared/log/log.h"
 #include "shared/process/signals.h"
 #include "worker/app/worker_app.h"
@@ -52,19 +53,7 @@ Configuration comes from the environment:
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (arg == "--version") {
-      std::printf("flux-worker %s\n", FLUX_VERSION);
-      return 0;
-    }
-    std::fprintf(stderr, "flux-worker: unknown argument %s (see --help)\n", arg.c_str());
-    return 2;
-  }
+  if (auto code = flux::config::handle_program_args(argc, argv, "flux-worker", FLUX_VERSION, kUsage)) return *code;
 
   auto config = flux::worker::config::load_worker_config(flux::config::Env::from_process());
   if (!config.ok()) {
