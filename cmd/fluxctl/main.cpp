@@ -25,19 +25,19 @@ std::atomic<bool> g_interrupted{false};
 
 void on_interrupt(int) { g_interrupted.store(true); }
 
+// Only read before anything else runs (no thread could be calling setenv).
 std::optional<std::string> env_value(const char* name) {
-  const char* value = std::getenv(name);
+  const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe)
   return value != nullptr ? std::optional<std::string>(value) : std::nullopt;
 }
 
-int terminal_width() {
+// The terminal's width now (it may be resized while a bar is drawn); COLUMNS,
+// then 80, when the terminal does not say (a pty of `script` without a parent
+// terminal reports 0).
+int terminal_width(int fallback) {
   winsize size{};
   if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
-  if (const char* columns = std::getenv("COLUMNS")) {
-    const int value = std::atoi(columns);
-    if (value > 0) return value;
-  }
-  return 80;
+  return fallback;
 }
 
 bool interruptible_sleep(std::chrono::milliseconds delay) {
@@ -85,7 +85,10 @@ int main(int argc, char** argv) {
   // A "dumb" terminal cannot erase a line: it gets the plain lines.
   const auto term = env_value("TERM");
   const bool live_terminal = isatty(STDOUT_FILENO) == 1 && term.value_or("") != "dumb";
-  const flux::cli::Console console{std::cout, std::cerr, live_terminal, terminal_width};
+  int fallback_width = std::atoi(env_value("COLUMNS").value_or("").c_str());
+  if (fallback_width <= 0) fallback_width = 80;
+  const flux::cli::Console console{std::cout, std::cerr, live_terminal,
+                                   [fallback_width] { return terminal_width(fallback_width); }};
   flux::cli::WatchOptions watch;
   watch.sleep = interruptible_sleep;
   return flux::cli::run_command(*parsed.invocation, service, console, watch);

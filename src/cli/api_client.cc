@@ -23,10 +23,10 @@ struct SlistDeleter {
 using HeaderList = std::unique_ptr<curl_slist, SlistDeleter>;
 
 absl::Status append_header(HeaderList& list, const std::string& header) {
-  curl_slist* grown = curl_slist_append(list.get(), header.c_str());
-  if (grown == nullptr) return internal_error("internal", "out of memory building request headers");
-  list.release();  // `grown` now owns the old nodes
-  list.reset(grown);
+  curl_slist* head = curl_slist_append(list.get(), header.c_str());
+  if (head == nullptr) return internal_error("internal", "out of memory building request headers");
+  // Appending to a non-empty list returns its unchanged head.
+  if (!list) list.reset(head);
   return absl::OkStatus();
 }
 
@@ -160,10 +160,6 @@ absl::StatusOr<CurlHandle> new_handle(const ClientOptions& options, const std::s
 }
 
 }  // namespace
-
-bool is_retryable(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kUnavailable || status.code() == absl::StatusCode::kDeadlineExceeded;
-}
 
 absl::Status error_from_response(long http_status, const std::string& body) {
   std::string message = "HTTP " + std::to_string(http_status);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "cli/text.h"
 
 namespace flux::cli {
@@ -20,9 +22,7 @@ std::string text(const json& object, const char* name) {
   if (it->is_number_float()) {
     const double v = it->get<double>();
     if (v == std::floor(v) && std::abs(v) < 1e15) return std::to_string(static_cast<long long>(v));
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f", v);
-    return buf;
+    return fmt::format("{:.1f}", v);
   }
   return printable(it->dump());
 }
@@ -175,7 +175,12 @@ std::string render_job_details(const json& doc) {
   size_t width = 0;
   for (const auto& [label, value] : lines) width = std::max(width, label.size());
   std::string out;
-  for (const auto& [label, value] : lines) out += label + std::string(width - label.size() + 2, ' ') + value + "\n";
+  for (const auto& [label, value] : lines) {
+    out += label;
+    out.append(width - label.size() + 2, ' ');
+    out += value;
+    out += '\n';
+  }
   return out;
 }
 

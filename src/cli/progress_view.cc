@@ -2,8 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "cli/text.h"
 
@@ -19,27 +20,17 @@ int whole_percent(double progress) {
   return std::clamp(static_cast<int>(std::floor(progress)), 0, 100);
 }
 
-std::string percent_text(double progress) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%3d%%", whole_percent(progress));
-  return buf;
-}
+std::string percent_text(double progress) { return fmt::format("{:3d}%", whole_percent(progress)); }
 
 std::string phase_text(const JobEvent& e) {
   const std::string& what = e.phase.empty() || e.phase == "done" ? e.status : e.phase;
   return printable(what.empty() ? "waiting" : what);
 }
 
-std::string fps_text(double fps) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, fps < 10 ? "%.1f fps" : "%.0f fps", std::max(0.0, fps));
-  return buf;
-}
+std::string fps_text(double fps) { return fps < 10 ? fmt::format("{:.1f} fps", fps) : fmt::format("{:.0f} fps", fps); }
 
 std::string speed_text(double speed) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, speed < 10 ? "%.1fx" : "%.0fx", std::max(0.0, speed));
-  return buf;
+  return speed < 10 ? fmt::format("{:.1f}x", speed) : fmt::format("{:.0f}x", speed);
 }
 
 // The stats after the phase, most expendable first.
@@ -96,7 +87,12 @@ std::string render_progress_bar(const JobEvent& event, int width) {
     const long room = static_cast<long>(usable) - static_cast<long>(display_width(percent)) - 2 -
                       static_cast<long>(display_width(tail)) - 2;
     if (room >= kMinBar) {
-      return percent + " " + bar(event.progress, static_cast<int>(std::min<long>(room, kMaxBar))) + " " + tail;
+      std::string line = percent;
+      line += ' ';
+      line += bar(event.progress, static_cast<int>(std::min<long>(room, kMaxBar)));
+      line += ' ';
+      line += tail;
+      return line;
     }
   }
   // No room for a bar: the words alone, cut to fit.

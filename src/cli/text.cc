@@ -1,7 +1,9 @@
 #include "cli/text.h"
 
+#include <array>
 #include <cmath>
-#include <cstdio>
+
+#include <fmt/format.h>
 
 namespace flux::cli {
 
@@ -46,45 +48,32 @@ std::string format_clock(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) seconds = 0;
   const auto total = static_cast<long long>(std::llround(seconds));
   const long long h = total / 3600, m = (total / 60) % 60, s = total % 60;
-  char buf[48];
-  if (h > 0) {
-    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", h, m, s);
-  } else {
-    std::snprintf(buf, sizeof buf, "%lld:%02lld", m, s);
-  }
-  return buf;
+  return h > 0 ? fmt::format("{}:{:02}:{:02}", h, m, s) : fmt::format("{}:{:02}", m, s);
 }
 
 std::string format_seconds(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) seconds = 0;
-  char buf[64];
-  if (seconds < 60) {
-    std::snprintf(buf, sizeof buf, "%.1f s", seconds);
-  } else if (seconds < 3600) {
+  if (seconds < 60) return fmt::format("{:.1f} s", seconds);
+  if (seconds < 3600) {
     const auto total = static_cast<long long>(std::llround(seconds));
-    std::snprintf(buf, sizeof buf, "%lld min %lld s", total / 60, total % 60);
-  } else {
-    const auto total = static_cast<long long>(std::llround(seconds / 60));
-    std::snprintf(buf, sizeof buf, "%lld h %lld min", total / 60, total % 60);
+    return fmt::format("{} min {} s", total / 60, total % 60);
   }
-  return buf;
+  const auto total = static_cast<long long>(std::llround(seconds / 60));
+  return fmt::format("{} h {} min", total / 60, total % 60);
 }
 
 std::string format_bytes(uint64_t bytes) {
-  char buf[48];
-  if (bytes < 1024) {
-    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
-    return buf;
-  }
-  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  static constexpr std::array<const char*, 5> kUnits = {"KiB", "MiB", "GiB", "TiB", "PiB"};
   double value = static_cast<double>(bytes) / 1024;
   size_t unit = 0;
-  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+  while (value >= 1024 && unit + 1 < kUnits.size()) {
     value /= 1024;
     ++unit;
   }
-  std::snprintf(buf, sizeof buf, value < 10 && unit >= 2 ? "%.2f %s" : "%.1f %s", value, kUnits[unit]);
-  return buf;
+  // Two decimals from GiB up, where 0.01 is still megabytes.
+  return value < 10 && unit >= 2 ? fmt::format("{:.2f} {}", value, kUnits[unit])
+                                 : fmt::format("{:.1f} {}", value, kUnits[unit]);
 }
 
 }  // namespace flux::cli

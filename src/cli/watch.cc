@@ -1,9 +1,10 @@
 #include "cli/watch.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <optional>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "cli/text.h"
 #include "shared/core/error.h"
@@ -12,9 +13,7 @@ namespace flux::cli {
 namespace {
 
 std::string seconds_text(std::chrono::milliseconds delay) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(delay.count()) / 1000.0);
-  return buf;
+  return fmt::format("{:.1f} s", static_cast<double>(delay.count()) / 1000.0);
 }
 
 }  // namespace
