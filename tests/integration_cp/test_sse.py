@@ -11,7 +11,7 @@ import pytest
 from conftest import local_worker_env
 from cpharness.api import job_body
 from cpharness.checks import assert_error, dump, epoch, parse_time, wait_until
-from cpharness.sse import open_stream
+from cpharness.sse import SseClient, open_stream
 
 STATUSES = {"queued", "processing", "uploading", "completed", "failed", "cancelled"}
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -195,3 +195,21 @@ def _open_streams(cp) -> float:
         if line.startswith("flux_sse_connections "):
             return float(line.split()[-1])
     raise AssertionError("flux_sse_connections missing from /metrics")
+
+
+def test_browser_eventsource_authenticates_with_a_query_token(stack, inputs):
+    """EventSource cannot send Authorization: the stream alone takes ?access_token=."""
+    cp, _ = stack
+    job_id = submit(cp, inputs, "small.mp4", "token")
+    doc = cp.api.wait_job(job_id, timeout=60)
+    assert doc["status"] == "completed", dump(doc)
+    path = f"/api/v1/jobs/{job_id}/stream"
+    ok = SseClient(cp.port, f"{path}?access_token={cp.api_key}")
+    assert ok.wait_head() == 200
+    assert ok.wait_closed(5)
+    assert ok.json_events()[-1]["status"] == "completed"
+    wrong = SseClient(cp.port, f"{path}?access_token=not-the-key-0123456789")
+    assert wrong.wait_head() == 401
+    assert wrong.wait_closed(5)
+    # Only the stream: other routes still need the header.
+    assert_error(cp.api.get(f"/api/v1/jobs/{job_id}?access_token={cp.api_key}", auth=False), 401, "unauthorized")

@@ -42,6 +42,7 @@ constexpr int kBlockingThreads = 64;
 constexpr size_t kMaxIdempotencyKey = 200;
 
 // Routes anyone may call: liveness, readiness, the API description.
+constexpr std::string_view kStreamRoute = "/api/v1/jobs/{id}/stream";
 const std::set<std::string, std::less<>> kOpenRoutes = {"/health", "/ready", "/openapi.json", "/docs"};
 
 nlohmann::json event_json(const model::JobRecord& job) {
@@ -229,7 +230,15 @@ std::optional<Response> ControlPlane::Parts::authorize(Request& request) {
   }
   if (!api_keys.empty()) {
     std::optional<std::string> key_id;
-    if (authorization != nullptr) key_id = api_keys.authenticate(*authorization);
+    if (authorization != nullptr) {
+      key_id = api_keys.authenticate(*authorization);
+    } else if (request.route == kStreamRoute) {
+      // A browser's EventSource cannot send headers: the progress stream (and
+      // only it, a read-only route) also takes the key as ?access_token=.
+      if (const std::string* token = request.query_param("access_token")) {
+        key_id = api_keys.authenticate("Bearer " + *token);
+      }
+    }
     if (!key_id) {
       Response r = error_response(401, "unauthorized", "missing or invalid API key (Authorization: Bearer <key>)");
       r.headers.emplace_back("WWW-Authenticate", "Bearer");
@@ -340,7 +349,7 @@ http::Router ControlPlane::Parts::routes() {
   });
 
   router.add_sse(
-      "GET", "/api/v1/jobs/{id}/stream", [self](const Request& request) -> std::variant<Response, http::SseStream> {
+      "GET", std::string(kStreamRoute), [self](const Request& request) -> std::variant<Response, http::SseStream> {
         const std::string& id = request.params.at("id");
         auto job = self->store->get(id);
         if (!job.ok()) return status_response(job.status());
