@@ -20,7 +20,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "build" / "bin"
+# FLUX_BIN_DIR points the benchmarks at another build (a Release build dir's bin/, say).
+BIN = Path(os.environ.get("FLUX_BIN_DIR", ROOT / "build" / "bin"))
 DOCS = ROOT / "docs" / "BENCHMARKS.md"
 
 
@@ -51,7 +52,12 @@ class Service:
     def __init__(self, name, argv, env, log_path, nofile=None, nice=0):
         self.name = name
         self.log_path = Path(log_path)
-        self._log = open(self.log_path, "w")
+        self._argv, self._env, self._nofile, self._nice = list(argv), dict(env), nofile, nice
+        self._spawn("w")
+
+    def _spawn(self, log_mode):
+        self._log = open(self.log_path, log_mode)
+        nofile, nice = self._nofile, self._nice
 
         def limits():
             if nofile:
@@ -61,8 +67,25 @@ class Service:
             if nice:
                 os.nice(nice)
 
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self._argv, env=self._env, stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=limits, start_new_session=True)
+
+    def kill(self):
+        """SIGKILL to the process alone (a crash: no cleanup, its own children are left as they are)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+    def respawn(self):
+        """Starts the same program again after it ended: same argv and environment (so the same port,
+        database, work and data directories), its output appended to the same log."""
+        if self.proc.poll() is None:
+            raise RuntimeError(f"{self.name} is still running")
+        if not self._log.closed:
+            self._log.close()
+        self._spawn("a")
 
     @property
     def pid(self):
@@ -206,11 +229,12 @@ def wait_http(svc, path, timeout):
         time.sleep(0.05)
 
 
-def http_call(method, url, body=None, timeout=10):
+def http_call(method, url, body=None, timeout=10, headers=None):
     """(status, parsed JSON or raw text). Never raises on an HTTP error status."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
+    all_headers = {"Content-Type": "application/json"} if data else {}
+    all_headers.update(headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             status, raw = r.status, r.read()

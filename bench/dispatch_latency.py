@@ -7,11 +7,13 @@ each submitted only when the previous one has completed and the worker is idle.
 Times come from one clock: the client's receipt of the 202, and the worker's own
 log timestamps (millisecond resolution) of "job accepted" (SubmitJob reached the
 worker), "fetching input" and "ffmpeg command" (logged right before ffmpeg is
-spawned, after the input copy and ffprobe). Baselines in the same run, from the
-same client: the round trip of GET /health on the control plane, and the
-round trip of an empty GetStatus on the worker.
+spawned, after the input copy; ffprobe runs beside ffmpeg, not before it).
+Baselines in the same run, from the same client: the round trip of GET /health
+on the control plane, and the round trip of an empty GetStatus on the worker.
 
-Usage: bench/dispatch_latency.py [--jobs 20] [--out docs/BENCHMARKS.md]
+Binaries come from build/bin, or from FLUX_BIN_DIR when set (see bench_common.py).
+
+Usage: bench/dispatch_latency.py [--jobs 20] [--preset 480p_h264] [--out docs/BENCHMARKS.md]
 """
 import argparse
 import shutil
@@ -135,9 +137,9 @@ def main():
             ("to_ffmpeg", "`202` received → worker logs `ffmpeg command` (spawn follows)"),
             ("to_worker", "`202` received → worker logs `job accepted` (SubmitJob arrived)"),
             ("fetch_start", "`job accepted` → `fetching input`"),
-            ("fetch_probe", "`fetching input` → `ffmpeg command` (input copy + ffprobe)"),
+            ("fetch_probe", "`fetching input` → `ffmpeg command` (the input copy; ffprobe is no longer in it)"),
             ("download", "of which the input copy (the job's `phase_durations.download`)"),
-            ("probe", "of which ffprobe (`phase_durations.probe`)"),
+            ("probe", "ffprobe, running beside ffmpeg (`phase_durations.probe`)"),
             ("post_rtt", "`POST /api/v1/jobs` round trip (send → 202)"),
         ]
         for key, label in labels:
@@ -147,8 +149,15 @@ def main():
             f"{max(health) * 1000:.2f} ms |",
             f"| baseline: empty `GetStatus` round trip (200 calls) | {status_ms:.2f} ms | "
             f"{min(get_status) * 1000:.2f} ms | {max(get_status) * 1000:.2f} ms |",
-            f"| floor of the probe step: the same `ffprobe` run alone (10 runs) | {med(probe_alone) * 1000:.1f} ms | "
+            f"| what the probe would add before ffmpeg: the same `ffprobe` run alone (10 runs) | "
+            f"{med(probe_alone) * 1000:.1f} ms | "
             f"{min(probe_alone) * 1000:.1f} ms | {max(probe_alone) * 1000:.1f} ms |",
+            "",
+            "ffmpeg starts as soon as the input is in the work directory; ffprobe runs beside it and its answer "
+            "brings the duration for progress, or stops ffmpeg at once when the input is refused. Every built-in "
+            "preset starts at once: single-file and single-variant HLS presets map audio optionally (`0:a:0?`); "
+            "ABR HLS and DASH, whose arguments name the audio streams, start as if the input had audio and are "
+            "restarted without it when the probe finds none.",
             "",
             "A negative `202 → job accepted` means the worker had the job before the client had read its 202 "
             "(the dispatcher does not wait for the HTTP answer). Worker log times have millisecond resolution.",

@@ -121,11 +121,12 @@ void cloexec_range(unsigned first, unsigned last, int fallback_max_fd) {
   }
 }
 
-void set_limit(int resource, uint64_t value) {
-  if (value == 0) return;
+// Async-signal-safe (a raw syscall wrapper): runs in the forked child.
+void set_limit(int resource, uint64_t soft, uint64_t hard) {
+  if (soft == 0) return;
   struct rlimit limit {};
-  limit.rlim_cur = static_cast<rlim_t>(value);
-  limit.rlim_max = static_cast<rlim_t>(value);
+  limit.rlim_cur = static_cast<rlim_t>(soft);
+  limit.rlim_max = static_cast<rlim_t>(hard);
   // Lowering the hard limit may be refused when it is already lower; then at
   // least the soft limit applies.
   if (::setrlimit(resource, &limit) != 0) {
@@ -148,6 +149,8 @@ struct ChildPlan {
   int progress_src = -1, progress_target = -1;
   int exec_error_fd = -1;
   int fallback_max_fd = 1024;
+  // -1 = keep the inherited niceness.
+  int niceness = -1;
   const SpawnOptions* opts = nullptr;
 };
 
@@ -177,13 +180,7 @@ struct ChildPlan {
   // NOLINTNEXTLINE(concurrency-mt-unsafe): the forked child has a single thread.
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
-  set_limit(RLIMIT_CPU, plan.opts->cpu_seconds);
-  set_limit(RLIMIT_AS, plan.opts->address_space_bytes);
-  set_limit(RLIMIT_FSIZE, plan.opts->file_size_bytes);
-  if (plan.opts->nice != 0) {
-    errno = 0;
-    if (::nice(plan.opts->nice) == -1 && errno != 0) fail();
-  }
+  if (plan.niceness >= 0 && ::setpriority(PRIO_PROCESS, 0, plan.niceness) != 0) fail();
   if (plan.cwd != nullptr && ::chdir(plan.cwd) != 0) fail();
 
   // No fd of the parent other than 0, 1, 2 and the progress pipe reaches the
@@ -194,12 +191,18 @@ struct ChildPlan {
   } else {
     cloexec_range(3, ~0U, plan.fallback_max_fd);
   }
+  // Last, so that nothing above runs short of address space or CPU time.
+  set_limit(RLIMIT_CPU, plan.opts->cpu_seconds, plan.opts->cpu_seconds + 1);
+  set_limit(RLIMIT_FSIZE, plan.opts->file_size_bytes, plan.opts->file_size_bytes);
+  set_limit(RLIMIT_AS, plan.opts->address_space_bytes, plan.opts->address_space_bytes);
   ::execve(plan.program, plan.argv, environ);
   child_failed(plan.exec_error_fd);
 }
 
-ExitStatus decode_wait_status(int raw) {
+ExitStatus decode_wait_status(int raw, const struct rusage& usage) {
   ExitStatus status;
+  auto seconds = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
+  status.cpu_seconds = seconds(usage.ru_utime) + seconds(usage.ru_stime);
   if (WIFEXITED(raw)) {
     status.exit_code = WEXITSTATUS(raw);
   } else if (WIFSIGNALED(raw)) {
@@ -265,6 +268,11 @@ absl::StatusOr<Subprocess> Subprocess::spawn(SpawnOptions opts) {
   plan.opts = &opts;
   long open_max = ::sysconf(_SC_OPEN_MAX);
   plan.fallback_max_fd = static_cast<int>(std::clamp<long>(open_max, 1024, 1 << 16));
+  if (opts.nice > 0) {
+    errno = 0;
+    int current = ::getpriority(PRIO_PROCESS, 0);
+    if (errno == 0 && std::min(opts.nice, 19) > current) plan.niceness = std::min(opts.nice, 19);
+  }
 
   pid_t pid = ::fork();
   if (pid < 0) return spawn_error("fork: " + errno_text(errno));
@@ -362,11 +370,12 @@ void Subprocess::reap_exited(bool block) {
   if (info.si_pid == 0) return;  // still running
   ::kill(-pid_, SIGKILL);
   int raw = 0;
+  struct rusage usage {};
   pid_t reaped;
   do {
-    reaped = ::waitpid(pid_, &raw, 0);
+    reaped = ::wait4(pid_, &raw, 0, &usage);
   } while (reaped < 0 && errno == EINTR);
-  status_ = reaped == pid_ ? decode_wait_status(raw) : ExitStatus{};
+  status_ = reaped == pid_ ? decode_wait_status(raw, usage) : ExitStatus{};
 }
 
 std::optional<ExitStatus> Subprocess::try_wait() {
@@ -461,6 +470,13 @@ absl::StatusOr<RunResult> run(std::vector<std::string> argv, std::chrono::millis
                               const flux::CancelToken* cancel) {
   SpawnOptions opts;
   opts.argv = std::move(argv);
+  return run_with(std::move(opts), timeout, max_output, cancel);
+}
+
+absl::StatusOr<RunResult> run_with(SpawnOptions opts, std::chrono::milliseconds timeout, size_t max_output,
+                                   const flux::CancelToken* cancel) {
+  opts.capture_stdout = true;
+  opts.capture_stderr = true;
   absl::StatusOr<Subprocess> spawned = Subprocess::spawn(std::move(opts));
   if (!spawned.ok()) return spawned.status();
   Subprocess& child = *spawned;

@@ -25,6 +25,8 @@ namespace flux::process {
 struct ExitStatus {
   int exit_code = -1;
   int signal = 0;
+  // User plus system CPU time the child used (from wait4), in seconds.
+  double cpu_seconds = 0;
   bool ok() const { return signal == 0 && exit_code == 0; }
   // "exit code 1", "killed by signal 9 (KILL)".
   std::string describe() const;
@@ -40,11 +42,16 @@ struct SpawnOptions {
   // number (for "ffmpeg -progress pipe:3"); progress_fd() is the read end.
   int progress_fd = -1;
   std::optional<std::filesystem::path> cwd;
-  // Limits applied in the child; 0 = unlimited / unchanged.
-  uint64_t cpu_seconds = 0;          // RLIMIT_CPU
+  // Limits applied in the child just before exec; 0 = unlimited / unchanged.
+  // RLIMIT_CPU: SIGXCPU at cpu_seconds, SIGKILL one second later (a program
+  // that handles SIGXCPU, as ffmpeg does, gets that second to stop).
+  uint64_t cpu_seconds = 0;
   uint64_t address_space_bytes = 0;  // RLIMIT_AS
-  uint64_t file_size_bytes = 0;      // RLIMIT_FSIZE
-  int nice = 0;                      // added to the current niceness
+  uint64_t file_size_bytes = 0;      // RLIMIT_FSIZE: SIGXFSZ on a write past it
+  // The niceness the child runs at (0..19). Never below the parent's own:
+  // lowering it would need privileges, so a parent already nicer than this
+  // passes its own niceness on. 0 = the parent's.
+  int nice = 0;
 };
 
 // A running child. Move-only. The destructor SIGKILLs the child's whole
@@ -112,6 +119,10 @@ struct RunResult {
 // cancel->reason() is returned. Spawn errors carry "spawn_failed".
 absl::StatusOr<RunResult> run(std::vector<std::string> argv, std::chrono::milliseconds timeout,
                               size_t max_output = 16 << 20, const flux::CancelToken* cancel = nullptr);
+// The same with every spawn option (limits, nice, cwd); stdout and stderr are
+// always captured.
+absl::StatusOr<RunResult> run_with(SpawnOptions opts, std::chrono::milliseconds timeout, size_t max_output = 16 << 20,
+                                   const flux::CancelToken* cancel = nullptr);
 
 // Splits bytes from a pipe into lines ('\n'-terminated, a trailing '\r'
 // dropped). Lines longer than max_line_bytes are cut there; the rest of such a

@@ -90,6 +90,21 @@ absl::StatusOr<WorkerConfig> load_worker_config(const flux::config::Env& env) {
     c.input_schemes.emplace_back("file");  // LOCAL_INPUT_DIR is the opt-in for file:// inputs
   }
   FLUX_ASSIGN_OR_RETURN(c.max_input_bytes, env.bytes("MAX_INPUT_BYTES", 20ull << 30));
+
+  constexpr double kMaxSeconds = 365 * 86400.0;
+  FLUX_ASSIGN_OR_RETURN(c.ffmpeg_max_wall, env.seconds("FFMPEG_MAX_SECONDS", 21600, 0, kMaxSeconds));
+  FLUX_ASSIGN_OR_RETURN(c.max_output_bytes, env.bytes("MAX_OUTPUT_BYTES", 50ull << 30));
+  int64_t number = 0;
+  FLUX_ASSIGN_OR_RETURN(number, env.integer("FFMPEG_CPU_SECONDS", 0, 0, static_cast<int64_t>(kMaxSeconds)));
+  c.ffmpeg_cpu_seconds = static_cast<uint64_t>(number);
+  // Up to 1 PiB: far beyond any machine, far below an overflow in bytes.
+  FLUX_ASSIGN_OR_RETURN(number, env.integer("FFMPEG_MEMORY_MB", 0, 0, int64_t{1} << 30));
+  c.ffmpeg_memory_mb = static_cast<uint64_t>(number);
+  FLUX_ASSIGN_OR_RETURN(number, env.integer("FFMPEG_NICE", 10, 0, 19));
+  c.ffmpeg_nice = static_cast<int>(number);
+  FLUX_ASSIGN_OR_RETURN(number, env.integer("MAX_INPUT_PIXELS", 8192 * 4320, 0, int64_t{1} << 40));
+  c.max_input_pixels = static_cast<uint64_t>(number);
+  FLUX_ASSIGN_OR_RETURN(c.max_input_duration, env.seconds("MAX_INPUT_DURATION", 86400, 0, kMaxSeconds));
   return c;
 }
 

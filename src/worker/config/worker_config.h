@@ -47,6 +47,15 @@ struct WorkerConfig {
   std::vector<std::string> input_schemes{"https", "http", "s3"};
   uint64_t max_input_bytes = 20ull << 30;
 
+  // Limits on ffmpeg and on the probed input; 0 = off for each.
+  std::chrono::milliseconds ffmpeg_max_wall{21600 * 1000};     // FFMPEG_MAX_SECONDS, per encode
+  uint64_t max_output_bytes = 50ull << 30;                     // MAX_OUTPUT_BYTES, the job's output total
+  uint64_t ffmpeg_cpu_seconds = 0;                             // FFMPEG_CPU_SECONDS (RLIMIT_CPU)
+  uint64_t ffmpeg_memory_mb = 0;                               // FFMPEG_MEMORY_MB (RLIMIT_AS)
+  int ffmpeg_nice = 10;                                        // FFMPEG_NICE, for ffmpeg and ffprobe
+  uint64_t max_input_pixels = 8192ull * 4320;                  // MAX_INPUT_PIXELS, probed width x height
+  std::chrono::milliseconds max_input_duration{86400 * 1000};  // MAX_INPUT_DURATION, probed
+
   // Storage types this worker can write to: "local" when it has a local
   // directory, "s3" when it has a bucket.
   std::vector<std::string> storage_types() const;

@@ -4,7 +4,9 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <deque>
 #include <regex>
 #include <system_error>
@@ -89,7 +91,121 @@ absl::Status encode_failed(std::string_view message) {
   return make_error(absl::StatusCode::kInternal, "encode_failed", message);
 }
 
+std::string fmt_millis(int64_t millis) {
+  std::string digits = std::to_string(millis);
+  return std::string(3 - std::min<size_t>(3, digits.size()), '0') + digits;
+}
+
+absl::Status limit_exceeded(std::string_view code, std::string_view message) {
+  return make_error(absl::StatusCode::kResourceExhausted, code, message);
+}
+
+// "1", "1.5": a whole number of seconds without a fraction.
+std::string format_seconds(std::chrono::milliseconds ms) {
+  if (ms.count() % 1000 == 0) return std::to_string(ms.count() / 1000);
+  std::string text = std::to_string(ms.count() / 1000) + "." + fmt_millis(ms.count() % 1000);
+  while (text.back() == '0') text.pop_back();
+  return text;
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+// The last stderr line that says an allocation failed, if any.
+std::optional<std::string> allocation_failure(const std::vector<std::string>& tail) {
+  static constexpr std::string_view kMarkers[] = {
+      "cannot allocate memory", "out of memory",    "failed to map segment", "bad_alloc", "malloc",
+      "alloc failed",           "allocation failed"};
+  for (auto it = tail.rbegin(); it != tail.rend(); ++it) {
+    const std::string text = lower(*it);
+    for (std::string_view marker : kMarkers) {
+      if (text.find(marker) != std::string::npos) return std::string(trim(*it)).substr(0, 300);
+    }
+  }
+  return std::nullopt;
+}
+
+// Whether ffmpeg's stderr says the input itself is broken.
+bool blames_input(const std::vector<std::string>& tail) {
+  static constexpr std::string_view kMarkers[] = {"invalid data found",  "error while decoding", "corrupt",
+                                                  "moov atom not found", "invalid nal",          "not on whitelist",
+                                                  "end of file",         "no such file"};
+  return std::any_of(tail.begin(), tail.end(), [](const std::string& line) {
+    const std::string text = lower(line);
+    return std::any_of(std::begin(kMarkers), std::end(kMarkers),
+                       [&text](std::string_view marker) { return text.find(marker) != std::string::npos; });
+  });
+}
+
+bool mentions(const std::vector<std::string>& tail, std::string_view needle) {
+  return std::any_of(tail.begin(), tail.end(),
+                     [needle](const std::string& line) { return line.find(needle) != std::string::npos; });
+}
+
 }  // namespace
+
+uint64_t directory_bytes(const std::filesystem::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code entry_ec;
+    if (it->is_regular_file(entry_ec)) {
+      const auto size = it->file_size(entry_ec);
+      if (!entry_ec) total += size;
+    }
+  }
+  return total;
+}
+
+std::optional<absl::Status> limit_breach(const EncodeLimits& limits, const process::ExitStatus& status,
+                                         uint64_t output_bytes, const std::vector<std::string>& stderr_tail) {
+  const std::string how = status.describe();
+  if (limits.max_output_bytes > 0 && (status.signal == SIGXFSZ || output_bytes > limits.max_output_bytes ||
+                                      (!status.ok() && mentions(stderr_tail, "File too large")))) {
+    return limit_exceeded("output_too_large", "ffmpeg's output exceeded MAX_OUTPUT_BYTES=" +
+                                                  std::to_string(limits.max_output_bytes) + " bytes (" + how + ")");
+  }
+  if (status.ok()) return std::nullopt;
+  // The kernel sends SIGXCPU at the limit; ffmpeg catches it and exits 255,
+  // or is killed a second later. Either way it used the whole allowance, as
+  // far as the kernel's accounting goes: the CPU time wait4 reports can fall
+  // short of it by several percent.
+  if (limits.cpu_seconds > 0 &&
+      (status.signal == SIGXCPU || status.cpu_seconds >= 0.9 * static_cast<double>(limits.cpu_seconds))) {
+    char used[32];
+    std::snprintf(used, sizeof used, "%.2f", status.cpu_seconds);
+    return limit_exceeded("cpu_limit_exceeded",
+                          "ffmpeg used up FFMPEG_CPU_SECONDS=" + std::to_string(limits.cpu_seconds) + " of CPU time (" +
+                              used + " s used, " + how + ")");
+  }
+  if (limits.address_space_bytes > 0) {
+    // RLIMIT_AS makes allocations fail, and what ffmpeg then does varies: an
+    // error naming the failed allocation, a crash, or a bare "Error while
+    // opening encoder" when a thread could not be created. The input has
+    // passed the probe, so unless ffmpeg blames the input the limit is the
+    // likely cause; the message says how sure that is.
+    const std::string mb = "FFMPEG_MEMORY_MB=" + std::to_string(limits.address_space_bytes >> 20);
+    if (auto line = allocation_failure(stderr_tail)) {
+      return limit_exceeded("memory_limit_exceeded",
+                            "ffmpeg ran out of memory under " + mb + " (" + how + "): " + *line);
+    }
+    if (status.signal == SIGSEGV || status.signal == SIGBUS || status.signal == SIGABRT) {
+      return limit_exceeded("memory_limit_exceeded", "ffmpeg crashed under " + mb + " (" + how +
+                                                         "), most likely an allocation refused by the limit");
+    }
+    if (!blames_input(stderr_tail)) {
+      std::string last = stderr_tail.empty() ? "" : ": " + std::string(trim(stderr_tail.back())).substr(0, 300);
+      return limit_exceeded("memory_limit_exceeded", "ffmpeg failed under " + mb + " (" + how +
+                                                         ") without naming the cause, most likely an allocation "
+                                                         "refused by the limit" +
+                                                         last);
+    }
+  }
+  return std::nullopt;
+}
 
 ProgressParser::ProgressParser(double duration_seconds) : duration_seconds_(duration_seconds) {}
 
@@ -159,16 +275,18 @@ absl::Status run_encode(const EncodeRequest& request, const ProgressCallback& on
   std::filesystem::create_directories(output_dir, ec);
   if (ec) return encode_failed("cannot create the output directory: " + ec.message());
 
+  const EncodeLimits& limits = request.limits;
   process::SpawnOptions opts;
   opts.argv = build_ffmpeg_argv(request);
   opts.capture_stdout = false;
   opts.capture_stderr = true;
   opts.progress_fd = kProgressFd;
   opts.cwd = output_dir;
-  opts.cpu_seconds = request.cpu_seconds;
-  opts.file_size_bytes = request.max_output_file_bytes;
-  opts.address_space_bytes = request.address_space_bytes;
-  opts.nice = request.nice;
+  opts.cpu_seconds = limits.cpu_seconds;
+  opts.file_size_bytes = limits.max_output_bytes;
+  opts.address_space_bytes = limits.address_space_bytes;
+  opts.nice = limits.nice;
+  const auto started = std::chrono::steady_clock::now();
   absl::StatusOr<process::Subprocess> spawned = process::Subprocess::spawn(std::move(opts));
   if (!spawned.ok()) return spawned.status();
   process::Subprocess& ffmpeg = *spawned;
@@ -179,7 +297,11 @@ absl::Status run_encode(const EncodeRequest& request, const ProgressCallback& on
   std::deque<std::string> tail;
   std::optional<Progress> pending;
   std::optional<Progress> final_snapshot;
-  auto last_emit = std::chrono::steady_clock::now() - request.progress_interval;
+  auto last_emit = started - request.progress_interval;
+  // The output directory's total is summed a few times a second: RLIMIT_FSIZE
+  // only bounds each file, and HLS and DASH write many.
+  constexpr auto kOutputCheckEvery = std::chrono::milliseconds(200);
+  auto last_output_check = started;
   std::vector<std::string> lines;
 
   auto read_progress = [&]() {
@@ -208,6 +330,13 @@ absl::Status run_encode(const EncodeRequest& request, const ProgressCallback& on
   auto hand_over_tail = [&]() {
     if (stderr_tail != nullptr) stderr_tail->assign(tail.begin(), tail.end());
   };
+  // Stops ffmpeg at once (its output is thrown away) and returns `error`.
+  auto stop_with = [&](absl::Status error) {
+    ffmpeg.terminate_group(std::chrono::milliseconds(0));
+    read_stderr();
+    hand_over_tail();
+    return error;
+  };
 
   std::optional<process::ExitStatus> status;
   while (!status) {
@@ -217,6 +346,27 @@ absl::Status run_encode(const EncodeRequest& request, const ProgressCallback& on
       hand_over_tail();
       const std::string reason = cancel.reason();
       return make_error(absl::StatusCode::kCancelled, reason, "encode stopped: " + reason);
+    }
+    if (request.stop != nullptr && request.stop->cancelled()) {
+      const std::string reason = request.stop->reason();
+      return stop_with(make_error(absl::StatusCode::kAborted, reason, "encode stopped: " + reason));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (limits.max_wall.count() > 0 && now - started >= limits.max_wall) {
+      return stop_with(limit_exceeded("time_limit_exceeded",
+                                      "ffmpeg ran longer than FFMPEG_MAX_SECONDS=" + format_seconds(limits.max_wall) +
+                                          " (wall time) and was stopped"));
+    }
+    if (limits.max_output_bytes > 0 && now - last_output_check >= kOutputCheckEvery) {
+      last_output_check = now;
+      if (const uint64_t bytes = directory_bytes(output_dir); bytes > limits.max_output_bytes) {
+        return stop_with(limit_exceeded(
+            "output_too_large", "ffmpeg's output exceeded MAX_OUTPUT_BYTES=" + std::to_string(limits.max_output_bytes) +
+                                    " bytes (" + std::to_string(bytes) + " written) and was stopped"));
+      }
+    }
+    if (parser.duration() <= 0 && request.duration_source) {
+      if (const double duration = request.duration_source(); duration > 0) parser.set_duration(duration);
     }
     pollfd fds[2];
     nfds_t count = 0;
@@ -242,6 +392,11 @@ absl::Status run_encode(const EncodeRequest& request, const ProgressCallback& on
   read_stderr();
   hand_over_tail();
 
+  std::vector<std::string> clean_tail;
+  clean_tail.reserve(tail.size());
+  for (const std::string& line : tail) clean_tail.push_back(sanitize(line, request));
+  const uint64_t output_bytes = limits.max_output_bytes > 0 ? directory_bytes(output_dir) : 0;
+  if (auto breach = limit_breach(limits, *status, output_bytes, clean_tail)) return *breach;
   if (status->ok()) {
     Progress done = final_snapshot.value_or(parser.current());
     done.ended = true;
@@ -250,10 +405,13 @@ absl::Status run_encode(const EncodeRequest& request, const ProgressCallback& on
     if (on_progress) on_progress(done);
     return absl::OkStatus();
   }
-  if (status->signal == SIGXFSZ) return encode_failed("ffmpeg stopped: output exceeds the file size limit");
-  if (status->signal == SIGXCPU) return encode_failed("ffmpeg stopped: CPU time limit exceeded");
   std::string summary = summarize(tail, request);
-  return encode_failed("ffmpeg failed (" + status->describe() + ")" + (summary.empty() ? "" : ": " + summary));
+  std::string message = "ffmpeg failed (" + status->describe() + ")" + (summary.empty() ? "" : ": " + summary);
+  if (limits.address_space_bytes > 0) {
+    // Not shown to be the limit, not ruled out either.
+    message += " (FFMPEG_MEMORY_MB=" + std::to_string(limits.address_space_bytes >> 20) + " was in force)";
+  }
+  return encode_failed(message);
 }
 
 }  // namespace flux::worker::encoder

@@ -3,8 +3,10 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <atomic>
 #include <regex>
 #include <system_error>
+#include <thread>
 
 #include "shared/core/error.h"
 #include "shared/log/log.h"
@@ -53,6 +55,65 @@ absl::Status step_error(const absl::Status& status, const CancelToken& token) {
   return status;
 }
 
+// ffprobe on its own thread, beside ffmpeg. Its verdict is the media info
+// or why the input is refused ("input_invalid", "input_too_large",
+// "input_too_long"); a refusal fires stop_token() with that code, and so
+// does an input without audio when audio was assumed ("restart_without_audio").
+// The destructor waits for the probe (bounded by its timeout and the job's
+// cancel token).
+class ProbeBeside {
+ public:
+  ProbeBeside(fs::path input, validator::ProbeOptions options, const CancelToken& cancel,
+              const config::WorkerConfig& config, bool audio_assumed)
+      : started_(SteadyClock::now()) {
+    thread_ = std::thread([this, input = std::move(input), options = std::move(options), &cancel, &config,
+                           audio_assumed] {
+      absl::StatusOr<validator::MediaInfo> media = validator::probe_media(input, options, &cancel);
+      if (!media.ok()) {
+        media = with_code(annotate(media.status(), "input is not readable media"), "input_invalid");
+      } else if (!media->has_video) {
+        media = invalid_argument("input_invalid", "input has no video stream");
+      } else if (auto s = validator::check_input_limits(
+                     *media, config.max_input_pixels, std::chrono::duration<double>(config.max_input_duration).count());
+                 !s.ok()) {
+        media = s;
+      }
+      seconds_ = seconds_since(started_);
+      if (media.ok()) duration_.store(media->duration_seconds);
+      verdict_ = std::move(media);
+      if (!verdict_.ok()) {
+        stop_.cancel(error_code(verdict_.status()));
+      } else if (audio_assumed && !verdict_->has_audio) {
+        stop_.cancel("restart_without_audio");
+      }
+    });
+  }
+  ProbeBeside(const ProbeBeside&) = delete;
+  ProbeBeside& operator=(const ProbeBeside&) = delete;
+  ~ProbeBeside() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // The probed duration; 0 until the probe has answered.
+  double duration() const { return duration_.load(); }
+  const CancelToken& stop_token() const { return stop_; }
+  // Blocks until the probe has answered.
+  const absl::StatusOr<validator::MediaInfo>& wait() {
+    if (thread_.joinable()) thread_.join();
+    return verdict_;
+  }
+  // How long the probe took (valid after wait()).
+  double seconds() const { return seconds_; }
+
+ private:
+  SteadyClock::time_point started_;
+  std::atomic<double> duration_{0};
+  CancelToken stop_;
+  absl::StatusOr<validator::MediaInfo> verdict_ = absl::UnknownError("not probed");
+  double seconds_ = 0;
+  std::thread thread_;
+};
+
 }  // namespace
 
 std::string work_dir_name(const std::string& job_id) {
@@ -94,6 +155,26 @@ std::vector<std::string> JobPipeline::storage_types() const {
   std::vector<std::string> types;
   for (const auto& [type, uploader] : uploaders_) types.push_back(type);
   return types;
+}
+
+validator::ProbeOptions JobPipeline::probe_options() const {
+  // The same demuxer allow-list ffmpeg gets: a playlist or a concat list
+  // disguised as media must not be followed even by ffprobe.
+  validator::ProbeOptions options;
+  options.ffprobe_path = config_.ffprobe_path;
+  options.format_whitelist = encoder::kInputFormatWhitelist;
+  options.nice = config_.ffmpeg_nice;
+  return options;
+}
+
+encoder::EncodeLimits JobPipeline::encode_limits() const {
+  encoder::EncodeLimits limits;
+  limits.max_wall = config_.ffmpeg_max_wall;
+  limits.max_output_bytes = config_.max_output_bytes;
+  limits.cpu_seconds = config_.ffmpeg_cpu_seconds;
+  limits.address_space_bytes = config_.ffmpeg_memory_mb << 20;
+  limits.nice = config_.ffmpeg_nice;
+  return limits;
 }
 
 absl::Status JobPipeline::check_request(const v1::JobRequest& request) const {
@@ -189,24 +270,18 @@ absl::StatusOr<JobOutcome> JobPipeline::run_steps(const v1::JobRequest& request,
   std::error_code ec;
   if (metrics_ != nullptr) metrics_->input_bytes_total.inc(static_cast<double>(fs::file_size(*input, ec)));
 
-  // 2. Probe, with the same demuxer allow-list ffmpeg gets: a playlist or a
-  // concat list disguised as media must not be followed even by ffprobe.
+  // 2. Probe and encode side by side: ffprobe costs 100-200 ms (most of it
+  // loading libav*), which would otherwise delay every encode. ffmpeg starts
+  // at once; the probe's answer brings the duration for progress and, when
+  // the input is refused, stops ffmpeg at once: the job then fails with the
+  // probe's code exactly as if the probe had run first.
   if (cancel.cancelled()) return cancelled_status(cancel);
   context.report(jobs::ProgressUpdate{v1::JOB_STATUS_PROCESSING, v1::JOB_PHASE_PROBING, 0, "probing input"});
-  start = SteadyClock::now();
-  validator::ProbeOptions probe_options;
-  probe_options.ffprobe_path = config_.ffprobe_path;
-  probe_options.format_whitelist = encoder::kInputFormatWhitelist;
-  auto media = validator::probe_media(*input, probe_options, &cancel);
-  if (!media.ok()) {
-    return step_error(with_code(annotate(media.status(), "input is not readable media"), "input_invalid"), cancel);
-  }
-  if (!media->has_video) return invalid_argument("input_invalid", "input has no video stream");
-  result.set_probe_seconds(seconds_since(start));
-  observe("probe", result.probe_seconds());
+  // Presets whose arguments name the audio streams start as if the input had
+  // audio (most do); ffmpeg is restarted without it if the probe says otherwise.
+  const bool audio_assumed = preset::output_args_depend_on_audio(p);
+  ProbeBeside probe(*input, probe_options(), cancel, config_, audio_assumed);
 
-  // 3. Encode.
-  if (cancel.cancelled()) return cancelled_status(cancel);
   context.report(jobs::ProgressUpdate{v1::JOB_STATUS_PROCESSING, v1::JOB_PHASE_ENCODING, 0, "encoding"});
   start = SteadyClock::now();
   encoder::EncodeRequest encode;
@@ -215,25 +290,51 @@ absl::StatusOr<JobOutcome> JobPipeline::run_steps(const v1::JobRequest& request,
   encode.preset = &p;
   encode.input = *input;
   encode.output_dir = job_dir / "output";
-  encode.input_has_audio = media->has_audio;
-  encode.input_duration_seconds = media->duration_seconds;
-  if (log::enabled(log::Level::kDebug)) {
-    log::debug("ffmpeg command", {{"job_id", job_id}, {"argv", encoder::build_ffmpeg_argv(encode)}});
-  }
+  encode.duration_source = [&probe] { return probe.duration(); };
+  encode.stop = &probe.stop_token();
+  encode.limits = encode_limits();
+  auto report_progress = [&context](const encoder::Progress& progress) {
+    context.report(jobs::ProgressUpdate{v1::JOB_STATUS_PROCESSING, v1::JOB_PHASE_ENCODING,
+                                        static_cast<float>(progress.percent), "encoding",
+                                        static_cast<float>(progress.fps), static_cast<float>(progress.speed),
+                                        static_cast<float>(progress.eta_seconds)});
+  };
+  auto log_command = [&]() {
+    if (log::enabled(log::Level::kDebug)) {
+      log::debug("ffmpeg command", {{"job_id", job_id}, {"argv", encoder::build_ffmpeg_argv(encode)}});
+    }
+  };
+  log_command();
   std::vector<std::string> stderr_tail;
-  auto encoded = encoder::run_encode(
-      encode,
-      [&context](const encoder::Progress& progress) {
-        context.report(jobs::ProgressUpdate{v1::JOB_STATUS_PROCESSING, v1::JOB_PHASE_ENCODING,
-                                            static_cast<float>(progress.percent), "encoding",
-                                            static_cast<float>(progress.fps), static_cast<float>(progress.speed),
-                                            static_cast<float>(progress.eta_seconds)});
-      },
-      cancel, &stderr_tail);
+  absl::Status encoded = encoder::run_encode(encode, report_progress, cancel, &stderr_tail);
+
+  // The probe's answer decides first: an input it refuses fails the job with
+  // its code whatever ffmpeg made of it.
+  const absl::StatusOr<validator::MediaInfo>& media = probe.wait();
+  if (cancel.cancelled()) return cancelled_status(cancel);
+  if (!media.ok()) {
+    log::info("input refused by the probe", {{"job_id", job_id},
+                                             {"error_code", error_code(media.status())},
+                                             {"ffmpeg", encoded.ok() ? "completed" : error_code(encoded)}});
+    return media.status();
+  }
+  result.set_probe_seconds(probe.seconds());
+  observe("probe", result.probe_seconds());
+  if (audio_assumed && !media->has_audio) {
+    log::info("input has no audio: restarting ffmpeg without it", {{"job_id", job_id}, {"preset", p.name}});
+    fs::remove_all(encode.output_dir, ec);
+    encode.input_has_audio = false;
+    encode.input_duration_seconds = media->duration_seconds;
+    encode.duration_source = nullptr;
+    encode.stop = nullptr;
+    log_command();
+    encoded = encoder::run_encode(encode, report_progress, cancel, &stderr_tail);
+  }
   if (!encoded.ok()) {
     if (!cancel.cancelled()) {
       nlohmann::json lines = stderr_tail;
-      log::error("ffmpeg failed", {{"job_id", job_id}, {"preset", p.name}, {"stderr_tail", lines}});
+      log::error("ffmpeg failed",
+                 {{"job_id", job_id}, {"preset", p.name}, {"error_code", error_code(encoded)}, {"stderr_tail", lines}});
     }
     return step_error(encoded, cancel);
   }

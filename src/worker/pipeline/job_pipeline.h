@@ -1,18 +1,24 @@
 #pragma once
-// The steps of one job, in order: fetch the input, probe it, encode with the
-// preset, validate the output, upload it. Each step reports its phase; any
-// failure ends the job with that step's machine code. The job's work
-// directory is removed whatever the outcome.
+// The steps of one job, in order: fetch the input, probe it and encode it
+// with the preset (side by side: ffmpeg does not wait for ffprobe), validate
+// the output, upload it. Each step reports its phase; any failure ends the
+// job with that step's machine code, a refused input with the probe's
+// (input_invalid, input_too_large, input_too_long) and a breached ffmpeg
+// limit with its own (time_limit_exceeded, output_too_large,
+// cpu_limit_exceeded, memory_limit_exceeded). The job's work directory is
+// removed whatever the outcome.
 #include <map>
 #include <memory>
 #include <string>
 
 #include "worker/config/worker_config.h"
+#include "worker/encoder/encoder.h"
 #include "worker/input/input_fetcher.h"
 #include "worker/jobs/job_manager.h"
 #include "worker/pipeline/worker_metrics.h"
 #include "worker/preset/preset.h"
 #include "worker/uploader/uploader.h"
+#include "worker/validator/media_info.h"
 
 namespace flux::worker::pipeline {
 
@@ -35,6 +41,8 @@ class JobPipeline {
  private:
   absl::StatusOr<JobOutcome> run_steps(const v1::JobRequest& request, JobContext& context,
                                        const std::filesystem::path& job_dir);
+  validator::ProbeOptions probe_options() const;
+  encoder::EncodeLimits encode_limits() const;
 
   const config::WorkerConfig& config_;
   const preset::Catalog& catalog_;

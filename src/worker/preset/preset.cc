@@ -413,9 +413,18 @@ std::filesystem::path main_output_path(const Preset& preset, const std::filesyst
   return output_dir / preset.main_file;
 }
 
-std::vector<std::string> build_output_args(const Preset& p, const std::filesystem::path& dir, bool input_has_audio) {
+bool output_args_depend_on_audio(const Preset& p) {
+  return p.audio && (p.type == OutputType::kDash || (p.type == OutputType::kHls && p.variants.size() > 1));
+}
+
+std::vector<std::string> build_output_args(const Preset& p, const std::filesystem::path& dir,
+                                           std::optional<bool> input_has_audio) {
   std::vector<std::string> args;
-  const bool with_audio = p.audio && input_has_audio;
+  const bool with_audio = p.audio && input_has_audio.value_or(true);
+  // "?": a map that matches no stream is skipped instead of failing. Presets
+  // that name the audio streams elsewhere assume audio instead.
+  const bool optional_audio = !input_has_audio.has_value() && !output_args_depend_on_audio(p);
+  const std::string audio_map = optional_audio ? "0:a:0?" : "0:a:0";
   const size_t n = p.variants.size();
   const bool several = n > 1;
   const int audio_kbps = p.variants.front().audio_bitrate_kbps;
@@ -444,7 +453,7 @@ std::vector<std::string> build_output_args(const Preset& p, const std::filesyste
       args.insert(args.end(), {"-b:a:" + std::to_string(i), kbps(p.variants[i].audio_bitrate_kbps)});
     }
   } else {
-    args.insert(args.end(), {"-map", "0:a:0"});
+    args.insert(args.end(), {"-map", audio_map});
     add_stereo_aac(args);
     args.insert(args.end(), {"-b:a", kbps(audio_kbps)});
   }

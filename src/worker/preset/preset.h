@@ -10,6 +10,7 @@
 //   dash: manifest.mpd + init-<rep>.m4s + chunk-<rep>-00001.m4s ...
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -81,11 +82,21 @@ class Catalog {
   std::map<std::string, Preset, std::less<>> presets_;
 };
 
+// True when the preset's ffmpeg arguments depend on whether the input has
+// audio: HLS with several variants (-var_stream_map) and DASH
+// (-adaptation_sets) name the audio streams, and ffmpeg refuses a name that
+// matches nothing. Every other preset maps audio optionally ("0:a:0?").
+bool output_args_depend_on_audio(const Preset& preset);
+
 // The ffmpeg arguments after "-i <input>": filters, maps, codecs, muxer
 // options and output path(s) inside output_dir. Without input audio (or for a
 // preset without audio) no audio is mapped and the output has none.
+// input_has_audio nullopt (not probed yet): audio is mapped optionally, so
+// the output has audio exactly when the input does; for presets where
+// output_args_depend_on_audio() that is impossible and the input is assumed
+// to have audio (ffmpeg then fails at once on an input without any).
 std::vector<std::string> build_output_args(const Preset& preset, const std::filesystem::path& output_dir,
-                                           bool input_has_audio);
+                                           std::optional<bool> input_has_audio);
 
 // output_dir / preset.main_file.
 std::filesystem::path main_output_path(const Preset& preset, const std::filesystem::path& output_dir);

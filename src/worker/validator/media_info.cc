@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -89,6 +90,7 @@ MediaInfo parse_document(const json& doc) {
         int height = as_count<int>(stream, "height");
         std::string codec = as_string(stream, "codec_name");
         info.video_codecs.push_back(codec);
+        info.video_widths.push_back(as_count<int>(stream, "width"));
         info.video_heights.push_back(height);
         if (info.has_video && height <= info.height) continue;
         info.has_video = true;
@@ -143,6 +145,28 @@ absl::StatusOr<MediaInfo> parse_ffprobe_json(std::string_view text) {
   }
 }
 
+absl::Status check_input_limits(const MediaInfo& info, uint64_t max_pixels, double max_duration_seconds) {
+  if (max_pixels > 0) {
+    for (size_t i = 0; i < info.video_widths.size() && i < info.video_heights.size(); ++i) {
+      const uint64_t pixels =
+          static_cast<uint64_t>(info.video_widths[i]) * static_cast<uint64_t>(info.video_heights[i]);
+      if (pixels > max_pixels) {
+        return invalid_argument("input_too_large", "input video is " + std::to_string(info.video_widths[i]) + "x" +
+                                                       std::to_string(info.video_heights[i]) + " = " +
+                                                       std::to_string(pixels) +
+                                                       " pixels, above MAX_INPUT_PIXELS=" + std::to_string(max_pixels));
+      }
+    }
+  }
+  if (max_duration_seconds > 0 && info.duration_seconds > max_duration_seconds) {
+    char text[96];
+    std::snprintf(text, sizeof text, "input lasts %.0f s, above MAX_INPUT_DURATION=%g s", info.duration_seconds,
+                  max_duration_seconds);
+    return invalid_argument("input_too_long", text);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<MediaInfo> probe_media(const std::filesystem::path& path, const ProbeOptions& options,
                                       const flux::CancelToken* cancel) {
   std::error_code ec;
@@ -158,7 +182,10 @@ absl::StatusOr<MediaInfo> probe_media(const std::filesystem::path& path, const P
   }
   argv.push_back(absolute.string());
 
-  absl::StatusOr<process::RunResult> run = process::run(std::move(argv), options.timeout, 16 << 20, cancel);
+  process::SpawnOptions spawn;
+  spawn.argv = std::move(argv);
+  spawn.nice = options.nice;
+  absl::StatusOr<process::RunResult> run = process::run_with(std::move(spawn), options.timeout, 16 << 20, cancel);
   if (!run.ok()) return run.status();
   const std::string name = path.filename().string();
   if (run->timed_out) {

@@ -32,6 +32,7 @@ struct MediaInfo {
   // Every video stream, in stream order (a DASH manifest or an HLS master
   // probed as a whole has one per representation/variant).
   std::vector<std::string> video_codecs;
+  std::vector<int> video_widths;
   std::vector<int> video_heights;
 };
 
@@ -44,6 +45,7 @@ struct ProbeOptions {
   // Passed as -format_whitelist when not empty.
   std::string format_whitelist;
   std::chrono::milliseconds timeout{60000};
+  int nice = 0;  // niceness ffprobe runs at (see process::SpawnOptions::nice)
 };
 
 // Runs ffprobe (argv only, reading local files only: -protocol_whitelist file)
@@ -51,6 +53,13 @@ struct ProbeOptions {
 // out or prints something unreadable (the message then holds ffprobe's first
 // error line); the spawn error when ffprobe cannot be started; the cancel
 // reason as code when `cancel` fires.
+// The probed input against the worker's limits (0 = no limit):
+// "input_too_large" when a video stream's width x height is above max_pixels
+// (a decompression bomb: a tiny file declaring an enormous picture),
+// "input_too_long" when the duration is above max_duration_seconds. The
+// message names the variable (MAX_INPUT_PIXELS, MAX_INPUT_DURATION) and value.
+absl::Status check_input_limits(const MediaInfo& info, uint64_t max_pixels, double max_duration_seconds);
+
 absl::StatusOr<MediaInfo> probe_media(const std::filesystem::path& path, const ProbeOptions& options,
                                       const flux::CancelToken* cancel = nullptr);
 

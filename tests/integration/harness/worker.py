@@ -58,6 +58,9 @@ class WorkerProcess:
             "DISABLE_AUTO_SHUTDOWN": "true",
             "DRAIN_TIMEOUT": "10",
             "MAX_CONCURRENT_JOBS": "2",
+            # ffmpeg at the product's default nice 10 would yield to the other
+            # suite ctest runs beside this one; tests that check nice set their own.
+            "FFMPEG_NICE": "0",
         }
         merged.update(env or {})
         self.work_dir = pathlib.Path(merged["WORK_DIR"]) if merged.get("WORK_DIR") else None

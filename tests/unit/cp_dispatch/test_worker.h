@@ -179,6 +179,7 @@ class TestWorker {
         {"VALIDATION_LEVEL", "minimal"},
         {"DRAIN_TIMEOUT", "5"},
         {"LOG_LEVEL", "info"},
+        {"FFMPEG_NICE", "0"},
     };
     if (!options_.input_dir.empty()) env["LOCAL_INPUT_DIR"] = options_.input_dir.string();
     if (!options_.presets_file.empty()) env["PRESETS_FILE"] = options_.presets_file.string();

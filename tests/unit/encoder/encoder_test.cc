@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "shared/core/error.h"
 #include "shared/process/subprocess.h"
@@ -431,6 +433,143 @@ TEST_F(Encode, GarbageInputFailsWithASummaryAndTail) {
   EXPECT_FALSE(tail.empty());
   EXPECT_LE(tail.size(), 50u);
   EXPECT_THAT(std::string(s.message()), HasSubstr("moov atom not found")) << s;
+}
+
+// ---- limits ---------------------------------------------------------------
+
+process::ExitStatus exited(int code, double cpu = 0) { return {code, 0, cpu}; }
+process::ExitStatus killed(int signal, double cpu = 0) { return {-1, signal, cpu}; }
+
+TEST(LimitBreach, NothingWhenNoLimitIsSet) {
+  EncodeLimits none;
+  for (const auto& status : {exited(0), exited(1), killed(SIGXFSZ), killed(SIGXCPU), killed(SIGSEGV)}) {
+    EXPECT_FALSE(limit_breach(none, status, 1ull << 40, {"Cannot allocate memory"}).has_value()) << status.describe();
+  }
+}
+
+TEST(LimitBreach, OutputTooLarge) {
+  EncodeLimits limits;
+  limits.max_output_bytes = 50000;
+  for (const auto& [status, bytes, line] : std::vector<std::tuple<process::ExitStatus, uint64_t, std::string>>{
+           {killed(SIGXFSZ), 50000, ""},                                        // RLIMIT_FSIZE's signal
+           {exited(1), 49000, "av_interleaved_write_frame(): File too large"},  // EFBIG, signal ignored
+           {exited(0), 50001, ""},  // a directory total over the cap, even after a clean exit
+       }) {
+    auto breach = limit_breach(limits, status, bytes, {line});
+    ASSERT_TRUE(breach.has_value()) << status.describe();
+    EXPECT_EQ(error_code(*breach), "output_too_large");
+    EXPECT_THAT(std::string(breach->message()), HasSubstr("MAX_OUTPUT_BYTES=50000"));
+  }
+  EXPECT_FALSE(limit_breach(limits, exited(0), 50000, {}).has_value());
+  EXPECT_FALSE(limit_breach(limits, exited(1), 100, {"moov atom not found"}).has_value());
+}
+
+TEST(LimitBreach, CpuLimitExceeded) {
+  EncodeLimits limits;
+  limits.cpu_seconds = 2;
+  // ffmpeg catches SIGXCPU and exits 255; or it is killed a second later.
+  for (const auto& status : {exited(255, 1.9), killed(SIGKILL, 3.0), killed(SIGXCPU, 2.0)}) {
+    auto breach = limit_breach(limits, status, 0, {});
+    ASSERT_TRUE(breach.has_value()) << status.describe();
+    EXPECT_EQ(error_code(*breach), "cpu_limit_exceeded");
+    EXPECT_THAT(std::string(breach->message()), HasSubstr("FFMPEG_CPU_SECONDS=2"));
+  }
+  // A failure well inside the allowance is not the limit's doing.
+  EXPECT_FALSE(limit_breach(limits, exited(1, 0.3), 0, {}).has_value());
+  EXPECT_FALSE(limit_breach(limits, exited(0, 2.5), 0, {}).has_value());
+}
+
+TEST(LimitBreach, MemoryLimitUnlessTheInputIsBlamed) {
+  EncodeLimits limits;
+  limits.address_space_bytes = 64ull << 20;
+  for (const auto& [status, line] : std::vector<std::pair<process::ExitStatus, std::string>>{
+           {exited(127),
+            "ffmpeg: error while loading shared libraries: libx.so: failed to map segment from shared "
+            "object"},
+           {exited(1), "Failed to inject frame into filter network: Cannot allocate memory"},
+           {exited(1), "x264 [error]: malloc of size 8841280 failed"},
+           {killed(SIGSEGV), ""},
+           {killed(SIGABRT), "terminate called after throwing an instance of 'std::bad_alloc'"},
+           // What x264 says when it cannot start its threads.
+           {exited(1), "Error initializing output stream 0:0 -- Error while opening encoder for output stream #0:0"},
+       }) {
+    auto breach = limit_breach(limits, status, 0, {"some earlier line", line});
+    ASSERT_TRUE(breach.has_value()) << status.describe() << " " << line;
+    EXPECT_EQ(error_code(*breach), "memory_limit_exceeded");
+    EXPECT_THAT(std::string(breach->message()), HasSubstr("FFMPEG_MEMORY_MB=64"));
+  }
+  // A broken input is not put down to the limit.
+  EXPECT_FALSE(limit_breach(limits, exited(1), 0, {"input: Invalid data found when processing input"}).has_value());
+  EXPECT_FALSE(limit_breach(limits, exited(1), 0, {"[h264] error while decoding MB 3 4"}).has_value());
+  EXPECT_FALSE(limit_breach(limits, exited(0), 0, {"Cannot allocate memory"}).has_value());
+}
+
+TEST(DirectoryBytes, SumsRegularFilesBelow) {
+  const fs::path dir = Clips::dir / "bytes";
+  fs::remove_all(dir);
+  EXPECT_EQ(directory_bytes(dir), 0u);
+  fs::create_directories(dir / "stream_0");
+  std::ofstream(dir / "a") << std::string(1000, 'a');
+  std::ofstream(dir / "stream_0" / "b") << std::string(234, 'b');
+  EXPECT_EQ(directory_bytes(dir), 1234u);
+}
+
+TEST_F(Encode, WallTimeLimitStopsFfmpeg) {
+  EncodeRequest r = request("1080p_h264", Clips::long_clip(), false, 60);
+  r.limits.max_wall = 1s;
+  auto started = std::chrono::steady_clock::now();
+  absl::Status s = encode(r);
+  EXPECT_EQ(error_code(s), "time_limit_exceeded") << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("FFMPEG_MAX_SECONDS=1 "));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 20s);
+}
+
+TEST_F(Encode, OutputLimitStopsFfmpeg) {
+  EncodeRequest r = request("480p_h264", Clips::long_clip(), false, 60);
+  r.limits.max_output_bytes = 30000;
+  absl::Status s = encode(r);
+  EXPECT_EQ(error_code(s), "output_too_large") << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("MAX_OUTPUT_BYTES=30000"));
+  EXPECT_LE(fs::file_size(out_ / "output.mp4"), 30000u);
+}
+
+TEST_F(Encode, MemoryLimitTooSmallForFfmpegIsReportedAsSuch) {
+  EncodeRequest r = request("480p_h264", Clips::av(), true);
+  r.limits.address_space_bytes = 32ull << 20;  // not even enough to load ffmpeg's libraries
+  absl::Status s = encode(r);
+  EXPECT_EQ(error_code(s), "memory_limit_exceeded") << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("FFMPEG_MEMORY_MB=32"));
+}
+
+// The probe answers while ffmpeg runs: percent and ETA wait for its
+// duration, and its refusal stops ffmpeg with the refusal's code.
+TEST_F(Encode, LateDurationAndStop) {
+  EncodeRequest r = request("480p_h264", Clips::long_clip(), false, 0);
+  r.progress_interval = 100ms;
+  std::atomic<double> duration{0};
+  CancelToken stop;
+  r.duration_source = [&duration] { return duration.load(); };
+  r.stop = &stop;
+  CancelToken cancel;
+  std::vector<Progress> seen;
+  std::chrono::steady_clock::time_point stopped_at;
+  absl::Status s = run_encode(
+      r,
+      [&](const Progress& p) {
+        seen.push_back(p);
+        if (seen.size() == 2) duration = 60;
+        if (p.percent > 0 && !stop.cancelled()) {
+          stopped_at = std::chrono::steady_clock::now();
+          stop.cancel("input_too_large");
+        }
+      },
+      cancel);
+  EXPECT_EQ(error_code(s), "input_too_large") << s;
+  EXPECT_LT(std::chrono::steady_clock::now() - stopped_at, 2s);
+  ASSERT_GE(seen.size(), 3u);
+  EXPECT_EQ(seen[0].percent, 0);
+  EXPECT_EQ(seen[0].eta_seconds, -1);
+  EXPECT_GT(seen.back().percent, 0);
 }
 
 TEST_F(Encode, MissingFfmpegIsSpawnFailed) {

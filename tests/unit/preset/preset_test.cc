@@ -182,6 +182,36 @@ TEST(Args, Dash) {
   EXPECT_THAT(silent, Not(Contains("0:a:0")));
 }
 
+// Before the probe has answered (ffmpeg starts beside it): single-file and
+// single-variant HLS presets map audio optionally, so their arguments do not
+// depend on the input; ABR HLS and DASH name their audio streams and assume
+// the input has audio.
+TEST(Args, AudioNotYetKnown) {
+  for (std::string_view name : {"720p_h264", "1080p_h264", "480p_h264", "hls_720p"}) {
+    SCOPED_TRACE(name);
+    const Preset& p = builtin(name);
+    EXPECT_FALSE(output_args_depend_on_audio(p));
+    auto args = build_output_args(p, "/o", std::nullopt);
+    EXPECT_THAT(args, Contains("0:a:0?"));
+    EXPECT_THAT(args, Not(Contains("0:a:0")));
+    EXPECT_THAT(args, Not(Contains("-an")));
+    EXPECT_EQ(value_of(args, "-c:a"), "aac");
+    // Known either way, the map is the strict one (or none).
+    EXPECT_THAT(build_output_args(p, "/o", true), Contains("0:a:0"));
+    EXPECT_THAT(build_output_args(p, "/o", false), Not(Contains("0:a:0?")));
+  }
+  for (std::string_view name : {"hls_720p_video_only", "hls_720p_abr_video_only"}) {
+    SCOPED_TRACE(name);
+    EXPECT_FALSE(output_args_depend_on_audio(builtin(name)));
+    EXPECT_EQ(build_output_args(builtin(name), "/o", std::nullopt), build_output_args(builtin(name), "/o", false));
+  }
+  for (std::string_view name : {"hls_720p_abr", "dash_1080p"}) {
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(output_args_depend_on_audio(builtin(name)));
+    EXPECT_EQ(build_output_args(builtin(name), "/o", std::nullopt), build_output_args(builtin(name), "/o", true));
+  }
+}
+
 TEST(Args, EveryBuiltinIsBrowserSafe) {
   const Catalog catalog = Catalog::builtin();
   for (const Preset* p : catalog.all()) {

@@ -276,12 +276,83 @@ TEST(Spawn, AppliesCwdFileSizeLimitAndNice) {
   ASSERT_TRUE(child.ok()) << child.status();
   Lines out(child->stdout_fd());
   EXPECT_EQ(out.next(), dir.string());
-  int expected_nice = std::min(19, ::getpriority(PRIO_PROCESS, 0) + 5);
+  // A level, not an increment; never below the parent's own.
+  int expected_nice = std::max(5, ::getpriority(PRIO_PROCESS, 0));
   EXPECT_EQ(out.next(), std::to_string(expected_nice));
   ExitStatus status = child->wait();
   EXPECT_FALSE(status.ok());  // the shell reports head's SIGXFSZ as a failure
   EXPECT_LE(std::filesystem::file_size(dir / "big"), 1000u);
   std::filesystem::remove_all(dir);
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// "Max cpu time   7   8   seconds" -> {"7", "8"}.
+std::pair<std::string, std::string> limit_of(const std::string& limits, const std::string& name) {
+  size_t at = limits.find(name);
+  if (at == std::string::npos) return {};
+  std::istringstream line(limits.substr(at + name.size(), limits.find('\n', at) - at - name.size()));
+  std::pair<std::string, std::string> soft_hard;
+  line >> soft_hard.first >> soft_hard.second;
+  return soft_hard;
+}
+
+// The limits as the kernel holds them for the running program (after exec).
+TEST(Spawn, LimitsAndNiceAreThoseOfTheRunningProgram) {
+  SpawnOptions opts;
+  opts.argv = {"sleep", "30"};
+  opts.cpu_seconds = 7;
+  opts.address_space_bytes = 512ull << 20;
+  opts.file_size_bytes = 123456;
+  opts.nice = 7;
+  auto child = Subprocess::spawn(opts);
+  ASSERT_TRUE(child.ok()) << child.status();
+  const std::string proc = "/proc/" + std::to_string(child->pid());
+  // The exec has happened once the command line is sleep's.
+  for (int i = 0; i < 300 && read_text(proc + "/cmdline").rfind("sleep", 0) != 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  const std::string limits = read_text(proc + "/limits");
+  EXPECT_EQ(limit_of(limits, "Max cpu time"), std::make_pair(std::string("7"), std::string("8"))) << limits;
+  EXPECT_EQ(limit_of(limits, "Max address space"), std::make_pair(std::to_string(512 << 20), std::to_string(512 << 20)))
+      << limits;
+  EXPECT_EQ(limit_of(limits, "Max file size"), std::make_pair(std::string("123456"), std::string("123456"))) << limits;
+  // Field 19 of stat is the niceness.
+  std::string stat = read_text(proc + "/stat");
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  for (int i = 3; i <= 19; ++i) fields >> field;
+  EXPECT_EQ(field, std::to_string(std::max(7, ::getpriority(PRIO_PROCESS, 0))));
+  child->terminate_group(0ms);
+}
+
+TEST(Spawn, CpuLimitStopsTheChildAndItsCpuTimeIsReported) {
+  SpawnOptions opts;
+  opts.argv = {"/bin/sh", "-c", "while :; do :; done"};
+  opts.cpu_seconds = 1;
+  auto child = Subprocess::spawn(opts);
+  ASSERT_TRUE(child.ok()) << child.status();
+  ExitStatus status = child->wait();
+  // The shell does not handle SIGXCPU, so it dies of it at one second (the
+  // time wait4 reports may fall a little short of the kernel's own count).
+  EXPECT_EQ(status.signal, SIGXCPU) << status.describe();
+  EXPECT_GE(status.cpu_seconds, 0.8);
+  EXPECT_LT(status.cpu_seconds, 3);
+}
+
+TEST(Run, WithSpawnOptions) {
+  SpawnOptions opts;
+  opts.argv = {"/bin/sh", "-c", "nice; echo oops >&2"};
+  opts.nice = 3;
+  opts.capture_stdout = false;  // run() always captures
+  auto result = run_with(opts, 10s);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->out, std::to_string(std::max(3, ::getpriority(PRIO_PROCESS, 0))) + "\n");
+  EXPECT_EQ(result->err, "oops\n");
 }
 
 TEST(Spawn, MoveTransfersOwnership) {

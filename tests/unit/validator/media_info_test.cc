@@ -118,6 +118,7 @@ TEST(ParseFfprobeJson, PicksTallestVideoAndSkipsCoverArt) {
   EXPECT_EQ(info->width, 1280);
   EXPECT_DOUBLE_EQ(info->fps, 25);
   EXPECT_EQ(info->video_heights, (std::vector<int>{360, 720}));
+  EXPECT_EQ(info->video_widths, (std::vector<int>{640, 1280}));
   EXPECT_EQ(info->audio_codec, "opus");
   EXPECT_EQ(info->audio_channels, 2);
   EXPECT_EQ(info->size_bytes, 12345u);
@@ -135,6 +136,25 @@ TEST(ParseFfprobeJson, IgnoresOutOfRangeNumbers) {
   EXPECT_EQ(info->fps, 0);
   EXPECT_EQ(info->duration_seconds, 0);
   EXPECT_EQ(info->size_bytes, 0u);
+}
+
+TEST(CheckInputLimits, RefusesEnormousPicturesAndDurations) {
+  MediaInfo info;
+  info.duration_seconds = 7200;
+  info.video_widths = {640, 15000};
+  info.video_heights = {360, 15000};
+  // 15000 x 15000 in a second stream: every stream counts, not only the tallest.
+  absl::Status big = check_input_limits(info, 8192 * 4320, 86400);
+  EXPECT_EQ(error_code(big), "input_too_large");
+  EXPECT_EQ(big.message(), "input video is 15000x15000 = 225000000 pixels, above MAX_INPUT_PIXELS=35389440");
+  EXPECT_TRUE(check_input_limits(info, 225000000, 86400).ok());
+  EXPECT_TRUE(check_input_limits(info, 0, 0).ok());  // 0 = off
+
+  info.duration_seconds = 5e6;
+  absl::Status long_input = check_input_limits(info, 0, 86400);
+  EXPECT_EQ(error_code(long_input), "input_too_long");
+  EXPECT_EQ(long_input.message(), "input lasts 5000000 s, above MAX_INPUT_DURATION=86400 s");
+  EXPECT_TRUE(check_input_limits(info, 0, 5e6).ok());
 }
 
 }  // namespace
