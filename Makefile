@@ -50,6 +50,18 @@ test-tsan: test-deps
 	cmake --build $(TSAN_DIR) -j $(JOBS)
 	cd $(TSAN_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
+# libFuzzer targets of fuzz/ (clang, ASan + UBSan) in build/fuzz: each runs
+# FUZZ_SECONDS on a copy of its seed corpus, FUZZ_JOBS (at most 2) targets at
+# a time; any crash, leak or timeout fails. `make fuzz` rewrites the Fuzzing
+# section of docs/RELIABILITY.md; fuzz-ci is the short pass for make test.
+.PHONY: fuzz fuzz-ci
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh --report
+fuzz-ci:
+	FUZZ_SECONDS=5 FUZZ_JOBS=2 scripts/fuzz.sh
+
 fmt:
 	clang-format -i $(SOURCES)
 

@@ -48,6 +48,11 @@ void append_escaped(std::string& out, std::string_view text) {
       case '\'':
         out += "&apos;";
         break;
+      case '\r':
+        // A raw CR reaches the server as LF (XML end-of-line handling), so
+        // the ETag would no longer match the part's.
+        out += "&#13;";
+        break;
       default:
         out.push_back(c);
     }

@@ -262,6 +262,12 @@ absl::StatusOr<std::string> expand_template(std::string_view pattern, const Temp
 class Expander {
  public:
   absl::Status add_segment(DashRepresentation& representation, std::string file, const XMLElement* element) {
+    // An empty template or sourceURL resolves to the BaseURL's directory:
+    // that is no file a player could fetch.
+    if (file.empty() || file.ends_with('/')) {
+      return invalid_at(element,
+                        "representation " + representation.id + " names a directory, not a file: '" + file + "'");
+    }
     if (++count_ > kMaxSegments) return invalid_at(element, "manifest lists more than 500000 segments");
     bytes_ += file.size();
     // A long media template times many segments could otherwise take gigabytes.
@@ -336,7 +342,9 @@ absl::Status expand_segment_template(const Context& context, double period_secon
         if (repeats > static_cast<double>(expander.remaining())) {
           return invalid_at(s, "manifest lists more than 500000 segments");
         }
-        count = static_cast<uint64_t>(repeats);
+        // The S is a segment however short the span: a tiny span over a huge
+        // d must not round (or underflow) to none.
+        count = std::max<uint64_t>(1, static_cast<uint64_t>(repeats));
       } else {
         return invalid_at(s, "bad r " + std::to_string(r));
       }
@@ -359,7 +367,9 @@ absl::Status expand_segment_template(const Context& context, double period_secon
   if (count_exact > static_cast<double>(expander.remaining())) {
     return invalid_at(element, "manifest lists more than 500000 segments");
   }
-  uint64_t count = static_cast<uint64_t>(std::ceil(count_exact - 1e-9));
+  // The tolerance keeps 3.0000000001 segments at 3; a period shorter than
+  // one segment still has that one.
+  uint64_t count = std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(count_exact - 1e-9)));
   for (uint64_t i = 0; i < count; ++i) {
     if (absl::Status status = emit(i * *t.duration); !status.ok()) return status;
   }

@@ -96,18 +96,24 @@ absl::StatusOr<std::map<std::string, std::string>> parse_hls_attributes(std::str
         return invalid("bad attribute name '" + key + "'");
       }
     }
+    // Blanks around a value are skipped as they are around a name, so that
+    // ` "a,b"` is the quoted a,b rather than the plain `"a` and a stray `b"`.
     pos = eq + 1;
+    while (pos < list.size() && (list[pos] == ' ' || list[pos] == '\t')) ++pos;
     std::string value;
     if (pos < list.size() && list[pos] == '"') {
       size_t close = list.find('"', pos + 1);
       if (close == std::string_view::npos) return invalid("unterminated quoted value for " + key);
       value = std::string(list.substr(pos + 1, close - pos - 1));
       pos = close + 1;
+      while (pos < list.size() && (list[pos] == ' ' || list[pos] == '\t')) ++pos;
       if (pos < list.size() && list[pos] != ',') return invalid("garbage after the quoted value of " + key);
     } else {
       size_t comma = list.find(',', pos);
       if (comma == std::string_view::npos) comma = list.size();
       value = std::string(trim(list.substr(pos, comma - pos)));
+      // RFC 8216 4.2: only a quoted-string holds quotes (around it).
+      if (value.find('"') != std::string::npos) return invalid("stray quote in the value of " + key);
       pos = comma;
     }
     if (!attributes.emplace(key, std::move(value)).second) return invalid("duplicate attribute " + key);

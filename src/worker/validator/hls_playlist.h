@@ -51,8 +51,10 @@ struct HlsPlaylist {
 absl::StatusOr<HlsPlaylist> parse_hls_playlist(std::string_view text);
 
 // Parses an attribute list (BANDWIDTH=1280000,CODECS="avc1.4d401f,mp4a.40.2"):
-// quoted values keep their commas and lose their quotes. Keys are
-// case-sensitive; a malformed list is an error with code "manifest_invalid".
+// quoted values keep their commas and lose their quotes; blanks around names
+// and values are ignored; a quote anywhere but around a whole value is an
+// error. Keys are case-sensitive; a malformed list is an error with code
+// "manifest_invalid".
 absl::StatusOr<std::map<std::string, std::string>> parse_hls_attributes(std::string_view list);
 
 }  // namespace flux::worker::validator

@@ -1,6 +1,7 @@
 #include "shared/s3/s3_xml.h"
 
 #include <gtest/gtest.h>
+#include <tinyxml2.h>
 
 #include "shared/core/error.h"
 
@@ -91,6 +92,19 @@ TEST(BuildCompleteMultipart, ListsPartsInOrderAndEscapesEtags) {
             "<Part><PartNumber>1</PartNumber><ETag>&quot;aa&quot;</ETag></Part>"
             "<Part><PartNumber>2</PartNumber><ETag>&quot;b&lt;b&quot;</ETag></Part>"
             "</CompleteMultipartUpload>");
+}
+
+// Found by fuzz/s3_xml_fuzzer (corpus: fuzz/corpus/s3_xml/etag_carriage_return.xml):
+// an XML reader turns a raw CR into LF, so the ETag must carry it as &#13;.
+TEST(BuildCompleteMultipart, EtagsReadBackByteForByte) {
+  const std::string etag = "\"a&>\r\n\r\rb\\ c&\"";
+  const std::string body = build_complete_multipart({{1, etag}});
+  EXPECT_EQ(body.find('\r'), std::string::npos);
+  tinyxml2::XMLDocument doc;
+  ASSERT_EQ(doc.Parse(body.data(), body.size()), tinyxml2::XML_SUCCESS);
+  const tinyxml2::XMLElement* tag = doc.RootElement()->FirstChildElement("Part")->FirstChildElement("ETag");
+  ASSERT_NE(tag, nullptr);
+  EXPECT_EQ(std::string(tag->GetText()), etag);
 }
 
 }  // namespace

@@ -139,6 +139,33 @@ TEST(DashManifest, RefusesAbsurdSegmentCounts) {
   EXPECT_NE(message(manifest.status()).find("more than 500000 segments"), std::string::npos);
 }
 
+// Found by the invariants of fuzz/dash_manifest_fuzzer ("every representation
+// has a file, no file name is empty"; corpus: fuzz/corpus/dash_manifest/
+// short_period_one_segment.mpd and empty_media_template.mpd).
+TEST(DashManifest, APeriodShorterThanASegmentStillHasIt) {
+  auto manifest = parse_dash_manifest(R"(<MPD mediaPresentationDuration="PT0.0000000001S"><Period>
+    <AdaptationSet><Representation id="v" bandwidth="1">
+      <SegmentTemplate media="$Number$.m4s" duration="1"/></Representation></AdaptationSet></Period></MPD>)");
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  EXPECT_EQ(manifest->representations[0].files, (Files{"1.m4s"}));
+}
+
+TEST(DashManifest, RefusesFileNamesThatNameADirectory) {
+  for (
+      const char* representation : {
+          R"(<Representation id="v"><SegmentTemplate duration="1" media=""/></Representation>)",
+          R"(<Representation id="v"><BaseURL>d/</BaseURL><SegmentTemplate duration="1" media=""/></Representation>)",
+          R"(<Representation id="v"><SegmentTemplate duration="1" media="$Number$" initialization=""/></Representation>)",
+          R"(<Representation id="v"><SegmentList><Initialization sourceURL=""/><SegmentURL media="a"/></SegmentList></Representation>)",
+      }) {
+    auto manifest = parse_dash_manifest(std::string("<MPD mediaPresentationDuration=\"PT4S\"><Period><AdaptationSet>") +
+                                        representation + "</AdaptationSet></Period></MPD>");
+    ASSERT_FALSE(manifest.ok()) << representation;
+    EXPECT_EQ(error_code(manifest.status()), "manifest_invalid");
+    EXPECT_NE(message(manifest.status()).find("names a directory, not a file"), std::string::npos) << manifest.status();
+  }
+}
+
 TEST(Iso8601Duration, ParsesDashDurations) {
   EXPECT_DOUBLE_EQ(*parse_iso8601_duration("PT3.0S"), 3.0);
   EXPECT_DOUBLE_EQ(*parse_iso8601_duration("PT1H2M3.5S"), 3723.5);

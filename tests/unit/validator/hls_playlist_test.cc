@@ -178,5 +178,23 @@ TEST(HlsAttributes, RefusesMalformedLists) {
   EXPECT_FALSE(parse_hls_attributes("lower=1").ok());
 }
 
+// Found by fuzz/hls_playlist_fuzzer (corpus: fuzz/corpus/hls_playlist/attribute_blank_before_quote.m3u8):
+// a blank before the opening quote made the quotes part of a plain value, so
+// URI= "init.mp4" named a file with quotes in it and CODECS= "a,b" was cut at
+// the comma.
+TEST(HlsAttributes, BlanksAroundAQuotedValueAreNotPartOfIt) {
+  auto attributes = parse_hls_attributes("URI= \"init.mp4\" ,CODECS=\t\"a,b\",NAME=\" x \"");
+  ASSERT_TRUE(attributes.ok()) << attributes.status();
+  EXPECT_EQ(attributes->at("URI"), "init.mp4");
+  EXPECT_EQ(attributes->at("CODECS"), "a,b");
+  EXPECT_EQ(attributes->at("NAME"), " x ");
+}
+
+TEST(HlsAttributes, RefusesAStrayQuoteInAPlainValue) {
+  EXPECT_FALSE(parse_hls_attributes("BANDWIDTH=12\"34").ok());
+  EXPECT_FALSE(parse_hls_attributes("URI=a\"").ok());
+  EXPECT_FALSE(parse_hls_attributes("URI=\"a\"\"b\"").ok());
+}
+
 }  // namespace
 }  // namespace flux::worker::validator
