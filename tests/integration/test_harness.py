@@ -1,6 +1,7 @@
 """The harness on its own, without the worker: if these fail, the other
 integration failures say nothing about flux-worker."""
 
+import pathlib
 import urllib.error
 import urllib.request
 
@@ -8,6 +9,7 @@ import pytest
 
 from harness import media, stubs
 from harness.ports import free_port, port_open
+from harness.process import ManagedProcess, child_env
 
 
 def test_stubs_generated_from_proto_alone(pb):
@@ -79,3 +81,30 @@ def test_input_server_routes(inputs, recorder):
 def test_free_port_is_free():
     port = free_port()
     assert not port_open(port)
+
+
+SH = pathlib.Path("/bin/sh")
+
+
+def test_managed_process_keeps_each_run_and_reports_its_problems(tmp_path):
+    script = ('echo \'{"msg": "up"}\'; echo plain; '
+              'echo "ERROR: AddressSanitizer: heap-use-after-free" >&2; exec sleep 30')
+    proc = ManagedProcess(tmp_path, "sh", SH, child_env(), args=["-c", script])
+    for run in (1, 2):
+        proc.spawn()
+        proc.wait_until(lambda: (proc.stderr_text() != "", None), 10, "write its stderr")
+        assert proc.runs == run and proc.log_records() == [{"msg": "up"}, "plain"]
+        if run == 1:
+            proc.kill()  # a SIGKILL the harness sent is not a problem in itself
+    assert len(proc.all_log_records()) == 4
+    problems = "\n".join(proc.stop(timeout=10))
+    assert "sh (run 1): sanitizer report" in problems and "sh (run 2): sanitizer report" in problems
+    assert "exited with -15 after SIGTERM" in problems, problems
+
+
+def test_managed_process_that_exits_early_fails_the_wait_with_its_output(tmp_path):
+    proc = ManagedProcess(tmp_path, "quitter", SH, child_env(), args=["-c", "echo gone >&2; exit 3"])
+    proc.spawn()
+    with pytest.raises(AssertionError, match=r"(?s)quitter exited with 3 before answering.*gone"):
+        proc.wait_until(lambda: (False, "no answer"), 10, "answering")
+    assert proc.stop() == []

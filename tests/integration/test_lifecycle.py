@@ -7,7 +7,8 @@ import grpc
 import pytest
 
 from harness.checks import assert_nothing_uploaded, assert_worker_clean
-from harness.jobs import BUILTIN_PRESETS, describe, job_request, new_job_id, run_job, status_name, submit, watch
+from harness.jobs import (BUILTIN_PRESETS, describe, job_request, new_job_id, run_job, status_name,
+                          submit, submit_detached, watch)
 from harness.s3server import worker_env
 
 
@@ -164,10 +165,8 @@ def test_detached_job_keeps_running_and_watch_reattaches(worker_factory, s3, buc
 def test_finished_detached_job_is_held_for_watch(worker_factory, s3, bucket, inputs):
     worker = worker_factory(env=_env(s3, bucket), name="held")
     job_id = new_job_id("held")
-    stream = submit(worker, job_request(job_id, inputs.clip_url("main.mp4"), "480p_h264",
+    submit_detached(worker, job_request(job_id, inputs.clip_url("main.mp4"), "480p_h264",
                                         "held/out.mp4"))
-    stream.wait_for(lambda e: True, timeout=30, what="a first event")
-    stream.cancel_call()
     _wait_status(worker, lambda s: job_id in s.held_job_ids and job_id not in s.active_job_ids,
                  120, f"{job_id} held")
 
@@ -190,10 +189,8 @@ def test_finished_detached_job_is_held_for_watch(worker_factory, s3, bucket, inp
 def test_held_result_expires(worker_factory, s3, bucket, inputs):
     worker = worker_factory(env=_env(s3, bucket, RESULT_HOLD="2"), name="hold-expiry")
     job_id = new_job_id("expiry")
-    stream = submit(worker, job_request(job_id, inputs.clip_url("main.mp4"), "480p_h264",
+    submit_detached(worker, job_request(job_id, inputs.clip_url("main.mp4"), "480p_h264",
                                         "expiry/out.mp4"))
-    stream.wait_for(lambda e: True, timeout=30, what="a first event")
-    stream.cancel_call()
     _wait_status(worker, lambda s: job_id not in s.active_job_ids, 120, f"{job_id} finished")
     _wait_status(worker, lambda s: job_id not in s.held_job_ids, 6, f"{job_id} released after RESULT_HOLD=2")
     gone = watch(worker, job_id).wait_end(30)

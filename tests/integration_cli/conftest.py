@@ -18,7 +18,7 @@ if str(_CP_SUITE) not in sys.path:
     sys.path.insert(0, str(_CP_SUITE))
 
 from cpharness import paths  # noqa: E402  (puts the worker suite's harness on sys.path too)
-from harness.worker import _PASSTHROUGH, SANITIZER_MARKERS, sanitizer_env  # noqa: E402
+from harness.process import child_env, sanitizer_report  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("cp_suite_conftest", _CP_SUITE / "conftest.py")
 _cp_suite = importlib.util.module_from_spec(_spec)
@@ -43,19 +43,12 @@ def fluxctl_binary() -> pathlib.Path:
 def fluxctl_env(url: str = None, api_key: str = None, extra: dict = None) -> dict:
     """Only what fluxctl needs: no FLUX_* or proxy settings leak in from the
     developer's shell."""
-    env = {k: v for k, v in os.environ.items() if k in _PASSTHROUGH}
-    env.update(sanitizer_env())
-    if url is not None:
-        env["FLUX_URL"] = url
-    if api_key is not None:
-        env["FLUX_API_KEY"] = api_key
-    env.update(extra or {})
-    return env
+    return child_env({"FLUX_URL": url, "FLUX_API_KEY": api_key, **(extra or {})})
 
 
 def assert_no_sanitizer_report(stderr: str, what: str) -> None:
-    for marker in SANITIZER_MARKERS:
-        assert marker not in stderr, f"{what}: sanitizer report:\n{stderr[-4000:]}"
+    report = sanitizer_report(stderr)
+    assert not report, f"{what}: sanitizer report:\n{report}"
 
 
 class Result:

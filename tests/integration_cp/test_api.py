@@ -5,6 +5,7 @@ metrics (promtool), the OpenAPI document (Redocly lint) and /docs."""
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -21,6 +22,14 @@ from harness.ports import free_port
 from harness.s3server import worker_env
 
 EXTENSIONS = {"single": "mp4", "hls": "m3u8", "dash": "mpd"}
+
+
+@pytest.fixture(scope="module")
+def shared_cp(module_worker_factory, module_cp_factory, tmp_path_factory):
+    """One local-storage worker behind one control plane, for the tests that
+    run no job and do not depend on what others stored."""
+    worker = module_worker_factory(env=local_worker_env(tmp_path_factory.mktemp("out")), name="w")
+    return module_cp_factory([worker], name="shared")
 
 
 @pytest.fixture
@@ -133,9 +142,8 @@ def test_list_with_pagination_and_status_filter(worker_factory, cp_factory, inpu
                  "cursor_invalid", "cursor")
 
 
-def test_unknown_job_is_404_everywhere(worker_factory, cp_factory, tmp_path):
-    worker = worker_factory(env=local_worker_env(tmp_path / "out"), name="w")
-    cp = cp_factory([worker])
+def test_unknown_job_is_404_everywhere(shared_cp):
+    cp = shared_cp
     unknown = "job_0000000000000000000000000000"
     assert_error(cp.api.get(f"/api/v1/jobs/{unknown}"), 404, "job_not_found")
     assert_error(cp.api.cancel(unknown), 404, "job_not_found")
@@ -234,9 +242,8 @@ def test_metrics_pass_promtool(worker_factory, cp_factory, inputs, tmp_path):
     assert not any(job_id in k for k in samples), f"a job id leaked into a label:\n{text}"
 
 
-def test_openapi_lints_and_docs_render(worker_factory, cp_factory, tmp_path):
-    worker = worker_factory(env=local_worker_env(tmp_path / "out"), name="w")
-    cp = cp_factory([worker])
+def test_openapi_lints_and_docs_render(shared_cp, tmp_path):
+    cp = shared_cp
     response = cp.api.get("/openapi.json", auth=False)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"].startswith("application/json"), response.headers
@@ -275,9 +282,8 @@ def test_openapi_lints_and_docs_render(worker_factory, cp_factory, tmp_path):
     assert "<html" in page and "openapi.json" in page, docs.text[:2000]
 
 
-def test_connections_keep_alive_limits_and_silent_clients(worker_factory, cp_factory, tmp_path):
-    worker = worker_factory(env=local_worker_env(tmp_path / "out"), name="w")
-    cp = cp_factory([worker])
+def test_connections_keep_alive_limits_and_silent_clients(shared_cp):
+    cp = shared_cp
     # Several requests on one kept-alive connection.
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {cp.api_key}"
@@ -310,3 +316,41 @@ def test_connections_keep_alive_limits_and_silent_clients(worker_factory, cp_fac
             sock.close()
     took = time.monotonic() - started
     assert took < 20, f"silent clients were disconnected only after {took:.1f}s"
+
+
+def test_concurrent_retries_with_one_idempotency_key_get_one_job(cp_factory):
+    """Submissions are committed in shared transactions: retries of one
+    request racing each other (and other jobs) land in the same batch, yet
+    every retry is answered with the one job stored, and the other jobs are
+    stored once each."""
+    # Nobody listens at the worker address: every job stays queued.
+    cp = cp_factory([f"127.0.0.1:{free_port()}"], env={"WORKER_STARTUP_TIMEOUT": "1"})
+    body = job_body("http://127.0.0.1:9/in.mp4", "retries/out.mp4")
+    answers, problems = [], []
+    lock = threading.Lock()
+    start = threading.Barrier(12)
+
+    def client(n):
+        start.wait()
+        for i in range(5):
+            # Even clients retry one order; odd ones send their own jobs.
+            key = "order-7" if n % 2 == 0 else f"own-{n}-{i}"
+            response = cp.api.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": key})
+            with lock:
+                if response.status_code == 202:
+                    answers.append((key, response.json()["job_id"]))
+                else:
+                    problems.append(f"{response.status_code} {response.text}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not problems, problems[:3]
+    retried = {job_id for key, job_id in answers if key == "order-7"}
+    assert len(retried) == 1, f"one Idempotency-Key gave {len(retried)} jobs"
+    own = [job_id for key, job_id in answers if key != "order-7"]
+    assert len(own) == 30 and len(set(own)) == 30
+    stored = cp.api.all_job_ids()
+    assert sorted(stored) == sorted(retried | set(own)), "exactly the answered jobs are stored"

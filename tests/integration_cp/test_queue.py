@@ -2,6 +2,7 @@
 ever going over MAX_CONCURRENT_JOBS, priority order, QUEUE_LIMIT and
 QUEUE_LIMIT=0."""
 
+import contextlib
 import threading
 import time
 
@@ -57,12 +58,16 @@ class StatusSampler:
         self._thread.join(timeout=5)
 
 
-def busy_job(cp, inputs, name: str) -> str:
-    """A job that keeps its worker busy until cancelled (about 30 s of work)."""
-    job_id = cp.api.submit(job_body(inputs.clip_url("small_long.mp4"), f"q/{name}.mp4",
-                                    preset="1080p_h264"))
-    cp.api.wait_job(job_id, statuses=("processing",), timeout=30)
-    return job_id
+@contextlib.contextmanager
+def busy_job(cp, worker, inputs, name: str):
+    """A job that holds its worker's slot for the block: its ffmpeg is paused
+    meanwhile (it has only to be running, not to get anywhere), and goes on
+    when the block ends, for the test to cancel it. Yields the job id."""
+    job_id = cp.api.submit(job_body(inputs.clip_url("small_long.mp4"), f"q/{name}.mp4"))
+    cp.api.wait_job(job_id, predicate=lambda d: d.get("phase") == "encoding", timeout=30,
+                    what="encoding")
+    with worker.ffmpeg_paused():
+        yield job_id
 
 
 def test_more_jobs_than_capacity_all_complete(worker_factory, cp_factory, inputs, tmp_path):
@@ -97,17 +102,16 @@ def test_more_jobs_than_capacity_all_complete(worker_factory, cp_factory, inputs
 def test_priority_order(worker_factory, cp_factory, inputs, tmp_path):
     worker = worker_factory(env=local_worker_env(tmp_path / "out", MAX_CONCURRENT_JOBS=1), name="w")
     cp = cp_factory([worker])
-    blocker = busy_job(cp, inputs, "blocker")
-
-    submitted = []
-    for name, priority in (("low", -5), ("normal_a", 0), ("high", 5), ("normal_b", 0),
-                           ("top", 10)):
-        body = job_body(inputs.clip_url("small.mp4"), f"prio/{name}.mp4", priority=priority)
-        submitted.append((name, cp.api.submit(body)))
-    for _, job_id in submitted:
-        assert cp.api.job(job_id)["status"] == "queued"
-    queued = cp.api.list_jobs(status="queued")["jobs"]
-    assert {j["job_id"] for j in queued} == {job_id for _, job_id in submitted}, dump(queued)
+    with busy_job(cp, worker, inputs, "blocker") as blocker:
+        submitted = []
+        for name, priority in (("low", -5), ("normal_a", 0), ("high", 5), ("normal_b", 0),
+                               ("top", 10)):
+            body = job_body(inputs.clip_url("small.mp4"), f"prio/{name}.mp4", priority=priority)
+            submitted.append((name, cp.api.submit(body)))
+        for _, job_id in submitted:
+            assert cp.api.job(job_id)["status"] == "queued"
+        queued = cp.api.list_jobs(status="queued")["jobs"]
+        assert {j["job_id"] for j in queued} == {job_id for _, job_id in submitted}, dump(queued)
 
     response = cp.api.cancel(blocker)
     assert response.status_code == 200, response.text
@@ -122,13 +126,14 @@ def test_priority_order(worker_factory, cp_factory, inputs, tmp_path):
 def test_queue_limit(worker_factory, cp_factory, inputs, tmp_path):
     worker = worker_factory(env=local_worker_env(tmp_path / "out", MAX_CONCURRENT_JOBS=1), name="w")
     cp = cp_factory([worker], env={"QUEUE_LIMIT": "1"})
-    blocker = busy_job(cp, inputs, "blocker")
-    waiting = cp.api.submit(job_body(inputs.clip_url("small.mp4"), "ql/waiting.mp4"))
-    assert cp.api.job(waiting)["status"] == "queued"
-    refused = cp.api.post("/api/v1/jobs", json=job_body(inputs.clip_url("small.mp4"), "ql/extra.mp4"))
-    assert_error(refused, 503, "queue_full")
-    assert int(refused.headers["Retry-After"]) >= 1, refused.headers
-    assert set(cp.api.all_job_ids()) == {blocker, waiting}, "the refused job was stored"
+    with busy_job(cp, worker, inputs, "blocker") as blocker:
+        waiting = cp.api.submit(job_body(inputs.clip_url("small.mp4"), "ql/waiting.mp4"))
+        assert cp.api.job(waiting)["status"] == "queued"
+        refused = cp.api.post("/api/v1/jobs",
+                              json=job_body(inputs.clip_url("small.mp4"), "ql/extra.mp4"))
+        assert_error(refused, 503, "queue_full")
+        assert int(refused.headers["Retry-After"]) >= 1, refused.headers
+        assert set(cp.api.all_job_ids()) == {blocker, waiting}, "the refused job was stored"
 
     assert cp.api.cancel(blocker).status_code == 200
     assert cp.api.wait_job(waiting, timeout=60)["status"] == "completed"
@@ -145,10 +150,11 @@ def test_queue_limit_zero_refuses_when_no_worker_is_free(worker_factory, cp_fact
     first = cp.api.submit(job_body(inputs.clip_url("small.mp4"), "q0/first.mp4"))
     assert cp.api.wait_job(first, timeout=60)["status"] == "completed"
 
-    blocker = busy_job(cp, inputs, "blocker")
-    refused = cp.api.post("/api/v1/jobs", json=job_body(inputs.clip_url("small.mp4"), "q0/extra.mp4"))
-    assert_error(refused, 503, "no_worker_available")
-    assert int(refused.headers["Retry-After"]) >= 1, refused.headers
-    assert set(cp.api.all_job_ids()) == {first, blocker}, "the refused job was stored"
+    with busy_job(cp, worker, inputs, "blocker") as blocker:
+        refused = cp.api.post("/api/v1/jobs",
+                              json=job_body(inputs.clip_url("small.mp4"), "q0/extra.mp4"))
+        assert_error(refused, 503, "no_worker_available")
+        assert int(refused.headers["Retry-After"]) >= 1, refused.headers
+        assert set(cp.api.all_job_ids()) == {first, blocker}, "the refused job was stored"
     assert cp.api.cancel(blocker).status_code == 200
     assert cp.api.wait_job(blocker, timeout=30)["status"] == "cancelled"

@@ -28,11 +28,23 @@ def receivers():
         receiver.close()
 
 
-@pytest.fixture
-def stack(worker_factory, cp_factory, tmp_path):
-    worker = worker_factory(env=local_worker_env(tmp_path / "out"), name="w")
+def _stack(worker_factory, cp_factory, out):
+    worker = worker_factory(env=local_worker_env(out), name="w")
     cp = cp_factory([worker], env={"WEBHOOK_SECRET": SECRET})
     return cp, worker
+
+
+@pytest.fixture(scope="module")
+def shared_stack(module_worker_factory, module_cp_factory, tmp_path_factory):
+    """One worker behind one control plane for the tests that neither stop nor
+    restart it (each has its own receiver and jobs)."""
+    return _stack(module_worker_factory, module_cp_factory, tmp_path_factory.mktemp("out"))
+
+
+@pytest.fixture
+def stack(worker_factory, cp_factory, tmp_path):
+    """A stack of the test's own, for the tests that stop the control plane."""
+    return _stack(worker_factory, cp_factory, tmp_path / "out")
 
 
 def wait_webhook(cp, job_id: str, state: str, timeout: float = 30) -> dict:
@@ -50,8 +62,8 @@ def assert_signed(delivery, event: str) -> dict:
     return json.loads(delivery.body)
 
 
-def test_signed_deliveries_for_completed_and_failed(stack, receivers, inputs):
-    cp, _ = stack
+def test_signed_deliveries_for_completed_and_failed(shared_stack, receivers, inputs):
+    cp, _ = shared_stack
     receiver = receivers()
     done = cp.api.submit(job_body(inputs.clip_url("small.mp4"), "hook/done.mp4",
                                   callback_url=receiver.url("/hooks/done?token=abc")))
@@ -80,8 +92,8 @@ def test_signed_deliveries_for_completed_and_failed(stack, receivers, inputs):
     assert len(receiver.wait_deliveries(3, timeout=2)) == 2
 
 
-def test_receiver_failing_twice_gets_it_on_the_third_try(stack, receivers, inputs):
-    cp, _ = stack
+def test_receiver_failing_twice_gets_it_on_the_third_try(shared_stack, receivers, inputs):
+    cp, _ = shared_stack
     receiver = receivers(statuses=(500, 500, 200))
     job_id = cp.api.submit(job_body(inputs.clip_url("small.mp4"), "hook/retry.mp4",
                                     callback_url=receiver.url()))
@@ -100,8 +112,8 @@ def test_receiver_failing_twice_gets_it_on_the_third_try(stack, receivers, input
     assert len(receiver.wait_deliveries(4, timeout=2)) == 3, "delivered again after a 200"
 
 
-def test_client_error_is_not_retried(stack, receivers, inputs):
-    cp, _ = stack
+def test_client_error_is_not_retried(shared_stack, receivers, inputs):
+    cp, _ = shared_stack
     receiver = receivers(statuses=(400,))
     job_id = cp.api.submit(job_body(inputs.clip_url("small.mp4"), "hook/gone.mp4",
                                     callback_url=receiver.url()))

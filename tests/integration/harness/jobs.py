@@ -194,6 +194,14 @@ def submit(worker, request, timeout: float = 180.0) -> JobStream:
     return JobStream(call, f"job {request.job_id}")
 
 
+def submit_detached(worker, request) -> None:
+    """Submits, waits for the first event (the job is taken), then drops the
+    client side: the job runs on with nobody watching it."""
+    stream = submit(worker, request)
+    stream.wait_for(lambda e: True, timeout=30, what="a first event")
+    stream.cancel_call()
+
+
 def watch(worker, job_id: str, timeout: float = 180.0) -> JobStream:
     pb, _ = stubs.load()
     call = worker.stub.WatchJob(pb.WatchJobRequest(job_id=job_id), timeout=timeout)

@@ -8,33 +8,37 @@ import threading
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
 
-_VIDEO = "testsrc2=size={w}x{h}:rate=25"
+_VIDEO = "testsrc2=size={w}x{h}:rate={rate}"
 _AUDIO = "sine=frequency=440:sample_rate=48000"
 
 # name -> how to make it. Sizes and lengths are as small as each test allows:
-# the worker is built with sanitizers and the machine has two cores.
+# the worker is built with sanitizers and the machine has two cores. A job's
+# encoding cost grows with its frames, so the quick clips are 10 frames a
+# second: still 2 s long (the duration checks keep their meaning), half the
+# encoding of 25.
 CLIPS = {
     # 1280x720 with stereo audio, 2 s: the preset tests' input.
-    "main.mp4": dict(w=1280, h=720, seconds=2, audio=True),
-    "noaudio.mp4": dict(w=1280, h=720, seconds=2, audio=False),
+    "main.mp4": dict(w=1280, h=720, seconds=2, audio=True, rate=10),
+    "noaudio.mp4": dict(w=1280, h=720, seconds=2, audio=False, rate=10),
     # Odd dimensions need 4:4:4 (4:2:0 cannot be odd); the output must still be
     # even-sized 4:2:0.
-    "odd_1279x719.mp4": dict(w=1280, h=720, seconds=2, audio=True,
+    "odd_1279x719.mp4": dict(w=1280, h=720, seconds=2, audio=True, rate=10,
                              vf="format=yuv444p,crop=1279:719:0:0", pix_fmt="yuv444p"),
-    "tenbit.mp4": dict(w=1280, h=720, seconds=2, audio=True, pix_fmt="yuv420p10le"),
-    "vertical.mp4": dict(w=720, h=1280, seconds=2, audio=True),
+    "tenbit.mp4": dict(w=1280, h=720, seconds=2, audio=True, rate=10, pix_fmt="yuv420p10le"),
+    "vertical.mp4": dict(w=720, h=1280, seconds=2, audio=True, rate=10),
     # Longer, small clips for tests that need a job to be busy for a while.
     "medium.mp4": dict(w=640, h=360, seconds=6, audio=True),
     "long.mp4": dict(w=640, h=360, seconds=40, audio=True),
     # Other containers a client may send.
-    "small.mkv": dict(w=320, h=240, seconds=2, audio=True),
-    "small.mov": dict(w=320, h=240, seconds=2, audio=True),
-    "small.ts": dict(w=320, h=240, seconds=2, audio=True),
-    "small.webm": dict(w=320, h=240, seconds=2, audio=True, vcodec="libvpx-vp9", acodec="libopus"),
+    "small.mkv": dict(w=320, h=240, seconds=2, audio=True, rate=10),
+    "small.mov": dict(w=320, h=240, seconds=2, audio=True, rate=10),
+    "small.ts": dict(w=320, h=240, seconds=2, audio=True, rate=10),
+    "small.webm": dict(w=320, h=240, seconds=2, audio=True, rate=10, vcodec="libvpx-vp9",
+                       acodec="libopus"),
     # The control plane suite's inputs: quick jobs, and ones that stay busy
     # for a while (tiny frames, so a sanitizer-built worker on two shared
     # cores still finishes them in seconds).
-    "small.mp4": dict(w=320, h=240, seconds=2, audio=True),
+    "small.mp4": dict(w=320, h=240, seconds=2, audio=True, rate=10),
     "small_long.mp4": dict(w=320, h=240, seconds=30, audio=True),
 }
 
@@ -58,7 +62,7 @@ class ClipLibrary:
 def _generate(spec: dict, target: pathlib.Path) -> None:
     seconds = spec["seconds"]
     cmd = [FFMPEG, "-v", "error", "-nostdin", "-y",
-           "-f", "lavfi", "-i", _VIDEO.format(w=spec["w"], h=spec["h"])]
+           "-f", "lavfi", "-i", _VIDEO.format(w=spec["w"], h=spec["h"], rate=spec.get("rate", 25))]
     if spec["audio"]:
         cmd += ["-f", "lavfi", "-i", _AUDIO]
     cmd += ["-t", str(seconds)]

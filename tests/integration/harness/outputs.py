@@ -76,12 +76,18 @@ def check_single_s3(s3, bucket, key, final, tmp: pathlib.Path, input_duration: f
     return info
 
 
-def check_hls_single_variant(s3, bucket, prefix, final, tmp, input_duration, height, audio):
+def _fetch_output(s3, bucket, prefix, main_key, final, tmp):
+    """A multi-file output under prefix: the main file is there and is the
+    job's output_url. Returns ({key: size}, {relative path: downloaded file})."""
     objects = s3.list_objects(bucket, prefix + "/")
+    assert main_key in objects, f"no {main_key} in {sorted(objects)}"
+    assert final.output_url == f"{s3.endpoint}/{bucket}/{main_key}", f"output_url {final.output_url!r}"
+    return objects, s3.download_prefix(bucket, prefix, tmp)
+
+
+def check_hls_single_variant(s3, bucket, prefix, final, tmp, input_duration, height, audio):
     playlist_key = f"{prefix}/playlist.m3u8"
-    assert playlist_key in objects, f"no {playlist_key} in {sorted(objects)}"
-    assert final.output_url == f"{s3.endpoint}/{bucket}/{playlist_key}", f"output_url {final.output_url!r}"
-    files = s3.download_prefix(bucket, prefix, tmp)
+    objects, files = _fetch_output(s3, bucket, prefix, playlist_key, final, tmp)
     text = files["playlist.m3u8"].read_text()
     assert text.startswith("#EXTM3U"), f"playlist does not start with #EXTM3U:\n{text}"
     assert "#EXT-X-TARGETDURATION" in text, f"no #EXT-X-TARGETDURATION:\n{text}"
@@ -100,11 +106,8 @@ def check_hls_single_variant(s3, bucket, prefix, final, tmp, input_duration, hei
 
 
 def check_hls_abr(s3, bucket, prefix, final, tmp, input_duration, heights, audio):
-    objects = s3.list_objects(bucket, prefix + "/")
     master_key = f"{prefix}/master.m3u8"
-    assert master_key in objects, f"no {master_key} in {sorted(objects)}"
-    assert final.output_url == f"{s3.endpoint}/{bucket}/{master_key}", f"output_url {final.output_url!r}"
-    files = s3.download_prefix(bucket, prefix, tmp)
+    objects, files = _fetch_output(s3, bucket, prefix, master_key, final, tmp)
     master = files["master.m3u8"].read_text()
     assert master.startswith("#EXTM3U"), f"master does not start with #EXTM3U:\n{master}"
     variants = manifests.hls_variants(master)
@@ -161,11 +164,8 @@ def check_hls_abr(s3, bucket, prefix, final, tmp, input_duration, heights, audio
 
 
 def check_dash(s3, bucket, prefix, final, tmp, input_duration, heights, audio):
-    objects = s3.list_objects(bucket, prefix + "/")
     manifest_key = f"{prefix}/manifest.mpd"
-    assert manifest_key in objects, f"no {manifest_key} in {sorted(objects)}"
-    assert final.output_url == f"{s3.endpoint}/{bucket}/{manifest_key}", f"output_url {final.output_url!r}"
-    files = s3.download_prefix(bucket, prefix, tmp)
+    objects, files = _fetch_output(s3, bucket, prefix, manifest_key, final, tmp)
     text = files["manifest.mpd"].read_text()
     reps = manifests.dash_representations(text)
     videos = [r for r in reps if r["height"] or "video" in (r["mime"] + r["content"])]

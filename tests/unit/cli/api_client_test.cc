@@ -6,20 +6,20 @@
 
 #include "cli/watch.h"
 #include "shared/core/error.h"
-#include "unit/http/test_http_server.h"
+#include "support/loopback_http_server.h"
 
 namespace flux::cli {
 namespace {
 
-using flux::testing::TestHttpServer;
-using Response = TestHttpServer::Response;
+using flux::testing::LoopbackHttpServer;
+using Response = LoopbackHttpServer::Response;
 
 class ApiClientTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { curl_global_init(CURL_GLOBAL_DEFAULT); }
   static void TearDownTestSuite() { curl_global_cleanup(); }
 
-  static HttpJobService client(const TestHttpServer& server, const std::string& key = "test-key-0123456789") {
+  static HttpJobService client(const LoopbackHttpServer& server, const std::string& key = "test-key-0123456789") {
     ClientOptions options;
     options.base_url = server.url("/");  // the trailing slash is ignored
     options.api_key = key;
@@ -35,7 +35,7 @@ Response json_response(int status, const std::string& body) {
 Response sse_response(const std::string& body) { return Response(200, body, {{"Content-Type", "text/event-stream"}}); }
 
 TEST_F(ApiClientTest, GetSendsTheKeyAndEscapesTheId) {
-  TestHttpServer server([](const auto&) { return json_response(200, R"({"job_id":"job_1","status":"queued"})"); });
+  LoopbackHttpServer server([](const auto&) { return json_response(200, R"({"job_id":"job_1","status":"queued"})"); });
   auto service = client(server);
   auto doc = service.get_job("job_1");
   ASSERT_TRUE(doc.ok()) << doc.status();
@@ -50,7 +50,7 @@ TEST_F(ApiClientTest, GetSendsTheKeyAndEscapesTheId) {
 }
 
 TEST_F(ApiClientTest, NoKeyNoAuthorizationHeader) {
-  TestHttpServer server([](const auto&) { return json_response(200, R"({"presets":[]})"); });
+  LoopbackHttpServer server([](const auto&) { return json_response(200, R"({"presets":[]})"); });
   auto service = client(server, "");
   ASSERT_TRUE(service.presets().ok());
   EXPECT_EQ(server.requests().at(0).header("Authorization"), "");
@@ -58,7 +58,7 @@ TEST_F(ApiClientTest, NoKeyNoAuthorizationHeader) {
 }
 
 TEST_F(ApiClientTest, SubmitPostsJsonWithIdempotencyKey) {
-  TestHttpServer server(
+  LoopbackHttpServer server(
       [](const auto&) { return json_response(202, R"({"job_id":"job_9","status":"accepted","stream_url":"/s"})"); });
   auto service = client(server);
   auto answer = service.submit({{"preset", "720p_h264"}}, "retry-1");
@@ -73,7 +73,7 @@ TEST_F(ApiClientTest, SubmitPostsJsonWithIdempotencyKey) {
 }
 
 TEST_F(ApiClientTest, ListBuildsTheQuery) {
-  TestHttpServer server([](const auto&) { return json_response(200, R"({"jobs":[],"next_cursor":null})"); });
+  LoopbackHttpServer server([](const auto&) { return json_response(200, R"({"jobs":[],"next_cursor":null})"); });
   auto service = client(server);
   ASSERT_TRUE(service.list_jobs({"failed", 5, "c/1"}).ok());
   ASSERT_TRUE(service.list_jobs({}).ok());
@@ -82,7 +82,7 @@ TEST_F(ApiClientTest, ListBuildsTheQuery) {
 }
 
 TEST_F(ApiClientTest, ServerErrorsKeepTheirCodeAndMessage) {
-  TestHttpServer server([](const TestHttpServer::Request& r) {
+  LoopbackHttpServer server([](const LoopbackHttpServer::Request& r) {
     if (r.path.find("cancel") != std::string::npos) {
       return json_response(409, R"({"error":"job already finished","code":"job_finished"})");
     }
@@ -104,7 +104,7 @@ TEST_F(ApiClientTest, ServerErrorsKeepTheirCodeAndMessage) {
 }
 
 TEST_F(ApiClientTest, InvalidAnswersAreReported) {
-  TestHttpServer server([](const auto&) { return json_response(200, "not json"); });
+  LoopbackHttpServer server([](const auto&) { return json_response(200, "not json"); });
   auto service = client(server);
   EXPECT_EQ(error_code(service.workers().status()), "response_invalid");
 }
@@ -112,7 +112,7 @@ TEST_F(ApiClientTest, InvalidAnswersAreReported) {
 TEST_F(ApiClientTest, UnreachableServerIsAConnectionError) {
   int port = 0;
   {
-    TestHttpServer gone([](const auto&) { return Response(200); });
+    LoopbackHttpServer gone([](const auto&) { return Response(200); });
     port = gone.port();
   }
   ClientOptions options;
@@ -127,7 +127,7 @@ TEST_F(ApiClientTest, UnreachableServerIsAConnectionError) {
 
 TEST_F(ApiClientTest, InterruptFlagStopsATransfer) {
   std::atomic<bool> interrupted{true};
-  TestHttpServer server([](const auto&) {
+  LoopbackHttpServer server([](const auto&) {
     Response r = json_response(200, "{}");
     r.stall_before_body = std::chrono::milliseconds(3000);
     return r;
@@ -143,7 +143,7 @@ TEST_F(ApiClientTest, InterruptFlagStopsATransfer) {
 }
 
 TEST_F(ApiClientTest, StreamDeliversEventsAndSendsLastEventId) {
-  TestHttpServer server([](const auto&) {
+  LoopbackHttpServer server([](const auto&) {
     return sse_response(
         ": hello\n\nid: 4\ndata: {\"status\":\"processing\"}\n\nid: 5\ndata: {\"status\":\"completed\"}\n\n");
   });
@@ -165,7 +165,7 @@ TEST_F(ApiClientTest, StreamDeliversEventsAndSendsLastEventId) {
 }
 
 TEST_F(ApiClientTest, StreamStatuses) {
-  TestHttpServer server([](const TestHttpServer::Request& r) {
+  LoopbackHttpServer server([](const LoopbackHttpServer::Request& r) {
     if (r.path.find("done") != std::string::npos) return Response(204);
     if (r.path.find("html") != std::string::npos) return Response(200, "<html>", {{"Content-Type", "text/html"}});
     return json_response(404, R"({"error":"job not found","code":"job_not_found"})");
@@ -182,7 +182,7 @@ TEST_F(ApiClientTest, StreamStatuses) {
 }
 
 TEST_F(ApiClientTest, BrokenStreamIsRetryable) {
-  TestHttpServer server([](const auto&) {
+  LoopbackHttpServer server([](const auto&) {
     // Promises more than it sends, then closes: the transfer breaks mid-stream.
     Response r(200, "id: 1\ndata: {\"status\":\"processing\"}\n\n",
                {{"Content-Type", "text/event-stream"}, {"Content-Length", "100000"}});
@@ -204,7 +204,7 @@ TEST_F(ApiClientTest, BrokenStreamIsRetryable) {
 // The whole reconnect path over real HTTP: the first stream breaks after two
 // events; the second connection must carry Last-Event-ID: 2 and gets the end.
 TEST_F(ApiClientTest, WatchReconnectsOverHttp) {
-  TestHttpServer server([](const TestHttpServer::Request& r) {
+  LoopbackHttpServer server([](const LoopbackHttpServer::Request& r) {
     if (r.header("Last-Event-ID").empty()) {
       Response first(
           200,

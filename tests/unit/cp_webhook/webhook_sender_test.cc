@@ -17,13 +17,13 @@
 #include <nlohmann/json.hpp>
 
 #include "shared/process/subprocess.h"
-#include "unit/http/test_http_server.h"
+#include "support/loopback_http_server.h"
 
 namespace flux::controlplane::webhook {
 namespace {
 
 using namespace std::chrono_literals;
-using flux::testing::TestHttpServer;
+using flux::testing::LoopbackHttpServer;
 namespace fs = std::filesystem;
 
 constexpr char kSecret[] = "whsec_test_0123456789";
@@ -128,7 +128,7 @@ TEST(VerifySignature, AcceptsOnlyTheRightSignature) {
 }
 
 TEST(WebhookSender, PostsTheSignedJobDocument) {
-  TestHttpServer receiver([](const TestHttpServer::Request&) { return TestHttpServer::Response(204); });
+  LoopbackHttpServer receiver([](const LoopbackHttpServer::Request&) { return LoopbackHttpServer::Response(204); });
   StateLog log;
   WebhookSender sender(loopback_options(), log.callback());
   const model::JobRecord job = finished_job(receiver.url("/hooks/flux?token=abc"));
@@ -160,8 +160,8 @@ TEST(WebhookSender, PostsTheSignedJobDocument) {
 
 TEST(WebhookSender, RetriesServerErrorsAndDeliversOnTheThirdTry) {
   std::atomic<int> calls{0};
-  TestHttpServer receiver(
-      [&](const TestHttpServer::Request&) { return TestHttpServer::Response(++calls <= 2 ? 500 : 200, "ok"); });
+  LoopbackHttpServer receiver(
+      [&](const LoopbackHttpServer::Request&) { return LoopbackHttpServer::Response(++calls <= 2 ? 500 : 200, "ok"); });
   StateLog log;
   WebhookSender sender(loopback_options(), log.callback());
   model::JobRecord job = finished_job(receiver.url("/hook"));
@@ -193,7 +193,8 @@ TEST(WebhookSender, RetriesServerErrorsAndDeliversOnTheThirdTry) {
 }
 
 TEST(WebhookSender, ClientErrorsAreNotRetried) {
-  TestHttpServer receiver([](const TestHttpServer::Request&) { return TestHttpServer::Response(400, "bad"); });
+  LoopbackHttpServer receiver(
+      [](const LoopbackHttpServer::Request&) { return LoopbackHttpServer::Response(400, "bad"); });
   StateLog log;
   WebhookSender sender(loopback_options(), log.callback());
   sender.deliver(finished_job(receiver.url("/hook")), "job.completed");
@@ -209,9 +210,10 @@ TEST(WebhookSender, ClientErrorsAreNotRetried) {
 
 TEST(WebhookSender, TooManyRequestsIsRetried) {
   std::atomic<int> calls{0};
-  TestHttpServer receiver([&](const TestHttpServer::Request&) {
+  LoopbackHttpServer receiver([&](const LoopbackHttpServer::Request&) {
     // Retry-After is honoured but capped at the backoff's max_delay (5 ms here).
-    return ++calls == 1 ? TestHttpServer::Response(429, "", {{"Retry-After", "3600"}}) : TestHttpServer::Response(200);
+    return ++calls == 1 ? LoopbackHttpServer::Response(429, "", {{"Retry-After", "3600"}})
+                        : LoopbackHttpServer::Response(200);
   });
   StateLog log;
   WebhookSender sender(loopback_options(), log.callback());
@@ -225,7 +227,7 @@ TEST(WebhookSender, TooManyRequestsIsRetried) {
 }
 
 TEST(WebhookSender, GivesUpAfterMaxAttempts) {
-  TestHttpServer receiver([](const TestHttpServer::Request&) { return TestHttpServer::Response(503); });
+  LoopbackHttpServer receiver([](const LoopbackHttpServer::Request&) { return LoopbackHttpServer::Response(503); });
   StateLog log;
   WebhookOptions options = loopback_options();
   options.retry.max_attempts = 3;
@@ -242,7 +244,7 @@ TEST(WebhookSender, GivesUpAfterMaxAttempts) {
 TEST(WebhookSender, ConnectionErrorsAreRetriedThenFail) {
   std::string url;
   {
-    TestHttpServer gone([](const TestHttpServer::Request&) { return TestHttpServer::Response(200); });
+    LoopbackHttpServer gone([](const LoopbackHttpServer::Request&) { return LoopbackHttpServer::Response(200); });
     url = gone.url("/hook");
   }  // nothing listens on that port any more
   StateLog log;
@@ -259,7 +261,7 @@ TEST(WebhookSender, ConnectionErrorsAreRetriedThenFail) {
 }
 
 TEST(WebhookSender, ForbiddenAddressesAreNeverContacted) {
-  TestHttpServer receiver([](const TestHttpServer::Request&) { return TestHttpServer::Response(200); });
+  LoopbackHttpServer receiver([](const LoopbackHttpServer::Request&) { return LoopbackHttpServer::Response(200); });
   StateLog log;
   WebhookOptions options = loopback_options();
   options.policy.allow_private = false;
@@ -289,9 +291,9 @@ TEST(WebhookSender, ForbiddenAddressesAreNeverContacted) {
 }
 
 TEST(WebhookSender, RedirectsAreNotFollowed) {
-  TestHttpServer target([](const TestHttpServer::Request&) { return TestHttpServer::Response(200); });
-  TestHttpServer receiver([&](const TestHttpServer::Request&) {
-    return TestHttpServer::Response(307, "", {{"Location", target.url("/elsewhere")}});
+  LoopbackHttpServer target([](const LoopbackHttpServer::Request&) { return LoopbackHttpServer::Response(200); });
+  LoopbackHttpServer receiver([&](const LoopbackHttpServer::Request&) {
+    return LoopbackHttpServer::Response(307, "", {{"Location", target.url("/elsewhere")}});
   });
   StateLog log;
   WebhookSender sender(loopback_options(), log.callback());
@@ -304,7 +306,7 @@ TEST(WebhookSender, RedirectsAreNotFollowed) {
 }
 
 TEST(WebhookSender, UnsignedWithoutASecret) {
-  TestHttpServer receiver([](const TestHttpServer::Request&) { return TestHttpServer::Response(200); });
+  LoopbackHttpServer receiver([](const LoopbackHttpServer::Request&) { return LoopbackHttpServer::Response(200); });
   StateLog log;
   WebhookOptions options = loopback_options();
   options.secret.clear();
@@ -326,8 +328,8 @@ TEST(WebhookSender, JobsWithoutCallbackAreIgnored) {
 }
 
 TEST(WebhookSender, StopAbandonsAStalledDeliveryPromptly) {
-  TestHttpServer receiver([](const TestHttpServer::Request&) {
-    TestHttpServer::Response response(200, "late");
+  LoopbackHttpServer receiver([](const LoopbackHttpServer::Request&) {
+    LoopbackHttpServer::Response response(200, "late");
     response.stall_before_body = 20s;
     response.send_content_length = true;
     return response;
@@ -352,8 +354,8 @@ TEST(WebhookSender, StopAbandonsAStalledDeliveryPromptly) {
 }
 
 TEST(WebhookSender, FullQueueRefusesNewDeliveries) {
-  TestHttpServer receiver([](const TestHttpServer::Request&) {
-    TestHttpServer::Response response(200, "ok");  // a body, so the client waits for it
+  LoopbackHttpServer receiver([](const LoopbackHttpServer::Request&) {
+    LoopbackHttpServer::Response response(200, "ok");  // a body, so the client waits for it
     response.stall_before_body = 300ms;
     return response;
   });

@@ -12,14 +12,14 @@
 #include <thread>
 
 #include "shared/core/error.h"
-#include "unit/http/test_http_server.h"
+#include "support/loopback_http_server.h"
 
 namespace flux::http {
 namespace {
 
 namespace fs = std::filesystem;
-using flux::testing::TestHttpServer;
-using Response = TestHttpServer::Response;
+using flux::testing::LoopbackHttpServer;
+using Response = LoopbackHttpServer::Response;
 using namespace std::chrono_literals;
 
 std::string read_file(const fs::path& p) {
@@ -64,7 +64,7 @@ class DownloadTest : public ::testing::Test {
 
 TEST_F(DownloadTest, SavesTheBodyIntact) {
   const std::string body = binary_body(300 * 1024 + 7);
-  TestHttpServer server([&](const auto&) { return Response{200, body}; });
+  LoopbackHttpServer server([&](const auto&) { return Response{200, body}; });
   const absl::Status status = download_to_file(server.url("/clip.mp4"), dest_, strict_options(), nullptr);
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(read_file(dest_), body);
@@ -74,15 +74,37 @@ TEST_F(DownloadTest, SavesTheBodyIntact) {
 }
 
 TEST_F(DownloadTest, AllowPrivateReachesLoopback) {
-  TestHttpServer server([](const auto&) { return Response{200, "ok"}; });
+  LoopbackHttpServer server([](const auto&) { return Response{200, "ok"}; });
   DownloadOptions options;
   options.policy.allow_private = true;
   ASSERT_TRUE(download_to_file(server.url("/a"), dest_, options, nullptr).ok());
   EXPECT_EQ(read_file(dest_), "ok");
 }
 
+// ALLOW_PRIVATE_INPUTS opens loopback and private networks, never the cloud
+// metadata service, even when a harmless-looking name (or a redirect) leads
+// there: the refusal happens on the address curl is about to connect to.
+TEST_F(DownloadTest, AllowPrivateNeverReachesMetadataAddresses) {
+  LoopbackHttpServer front([](const LoopbackHttpServer::Request&) {
+    return Response{302, "moved", {{"Location", "http://metadata-alias.example/latest/meta-data/"}}};
+  });
+  DownloadOptions options;
+  options.policy.allow_private = true;
+  options.total_timeout = 10s;
+  options.test_only_resolve = {"metadata-alias.example:80:169.254.169.254", "aws6.example:80:[fd00:ec2::254]"};
+  for (const char* url : {"http://metadata-alias.example/latest/meta-data/", "http://aws6.example/"}) {
+    ASSERT_TRUE(check_url(url, options.policy).ok()) << url;  // the text alone passes
+    const absl::Status status = download_to_file(url, dest_, options, nullptr);
+    EXPECT_EQ(flux::error_code(status), "url_address_forbidden") << url << ": " << status;
+  }
+  const absl::Status redirected = download_to_file(front.url("/r"), dest_, options, nullptr);
+  EXPECT_EQ(flux::error_code(redirected), "url_address_forbidden") << redirected;
+  EXPECT_NE(std::string(redirected.message()).find("169.254.169.254"), std::string::npos) << redirected;
+  EXPECT_TRUE(dir_is_empty());
+}
+
 TEST_F(DownloadTest, NotFoundAndGoneAreInputNotFound) {
-  TestHttpServer server([](const TestHttpServer::Request& r) {
+  LoopbackHttpServer server([](const LoopbackHttpServer::Request& r) {
     return Response{r.path == "/gone" ? 410 : 404, "<html>no such thing</html>"};
   });
   for (const char* path : {"/missing", "/gone"}) {
@@ -94,7 +116,9 @@ TEST_F(DownloadTest, NotFoundAndGoneAreInputNotFound) {
 }
 
 TEST_F(DownloadTest, ServerErrorsAreTransientClientErrorsAreNot) {
-  TestHttpServer server([](const TestHttpServer::Request& r) { return Response{r.path == "/busy" ? 503 : 403, "no"}; });
+  LoopbackHttpServer server([](const LoopbackHttpServer::Request& r) {
+    return Response{r.path == "/busy" ? 503 : 403, "no"};
+  });
   const absl::Status busy = download_to_file(server.url("/busy"), dest_, strict_options(), nullptr);
   EXPECT_EQ(flux::error_code(busy), "input_download_failed");
   EXPECT_EQ(busy.code(), absl::StatusCode::kUnavailable);
@@ -107,7 +131,7 @@ TEST_F(DownloadTest, ServerErrorsAreTransientClientErrorsAreNot) {
 
 TEST_F(DownloadTest, SizeCapWithAndWithoutContentLength) {
   const std::string body = binary_body(256 * 1024);
-  TestHttpServer server([&](const TestHttpServer::Request& r) {
+  LoopbackHttpServer server([&](const LoopbackHttpServer::Request& r) {
     Response response{200, body};
     response.send_content_length = r.path == "/declared";
     return response;
@@ -125,7 +149,7 @@ TEST_F(DownloadTest, SizeCapWithAndWithoutContentLength) {
 }
 
 TEST_F(DownloadTest, LoopbackRefusedBeforeAnyConnection) {
-  TestHttpServer server([](const auto&) { return Response{200, "secret"}; });
+  LoopbackHttpServer server([](const auto&) { return Response{200, "secret"}; });
   DownloadOptions options;  // allow_private = false, nothing exempted
   const absl::Status status = download_to_file(server.url("/a"), dest_, options, nullptr);
   EXPECT_EQ(flux::error_code(status), "url_address_forbidden") << status;
@@ -139,7 +163,7 @@ TEST_F(DownloadTest, LoopbackRefusedBeforeAnyConnection) {
 // A name that looks public but resolves to loopback (DNS rebinding): only the
 // check on the address curl connects to can catch it.
 TEST_F(DownloadTest, NameResolvingToForbiddenAddressRefusedAtConnect) {
-  TestHttpServer server([](const auto&) { return Response{200, "secret"}; });
+  LoopbackHttpServer server([](const auto&) { return Response{200, "secret"}; });
   DownloadOptions options;
   const std::string port = std::to_string(server.port());
   options.test_only_resolve = {"public.example:" + port + ":127.0.0.1"};
@@ -161,9 +185,9 @@ TEST_F(DownloadTest, NameResolvingToForbiddenAddressRefusedAtConnect) {
 
 TEST_F(DownloadTest, RedirectsAreFollowedAndEachHopRechecked) {
   // 127.0.0.2 is loopback too, and not in the test allow-list: forbidden.
-  TestHttpServer internal([](const auto&) { return Response{200, "internal secret"}; }, "127.0.0.2");
+  LoopbackHttpServer internal([](const auto&) { return Response{200, "internal secret"}; }, "127.0.0.2");
   const std::string internal_port = std::to_string(internal.port());
-  TestHttpServer front([&](const TestHttpServer::Request& r) {
+  LoopbackHttpServer front([&](const LoopbackHttpServer::Request& r) {
     if (r.path == "/final") return Response{200, "public body"};
     std::string location;
     if (r.path == "/to-final") location = "/final";
@@ -203,7 +227,7 @@ TEST_F(DownloadTest, RedirectsAreFollowedAndEachHopRechecked) {
 }
 
 TEST_F(DownloadTest, StalledServerTimesOut) {
-  TestHttpServer server([](const auto&) {
+  LoopbackHttpServer server([](const auto&) {
     Response response{200, "late"};
     response.stall_before_body = 5s;
     return response;
@@ -220,7 +244,7 @@ TEST_F(DownloadTest, StalledServerTimesOut) {
 }
 
 TEST_F(DownloadTest, CancelStopsATransferInFlight) {
-  TestHttpServer server([](const auto&) {
+  LoopbackHttpServer server([](const auto&) {
     Response response{200, "late"};
     response.stall_before_body = 5s;
     return response;
@@ -243,7 +267,7 @@ TEST_F(DownloadTest, CancelStopsATransferInFlight) {
 TEST_F(DownloadTest, ConnectionRefusedIsTransient) {
   int port = 0;
   {
-    TestHttpServer gone([](const auto&) { return Response{}; });
+    LoopbackHttpServer gone([](const auto&) { return Response{}; });
     port = gone.port();
   }
   const absl::Status status =
@@ -253,7 +277,7 @@ TEST_F(DownloadTest, ConnectionRefusedIsTransient) {
 }
 
 TEST(Request, SendsMethodHeadersAndBodyAndReturnsTheAnswer) {
-  TestHttpServer server([](const TestHttpServer::Request& r) {
+  LoopbackHttpServer server([](const LoopbackHttpServer::Request& r) {
     Response response{r.header("X-Signature") == "abc" ? 202 : 400, "got " + r.method + " " + r.body};
     response.headers = {{"X-Reply", "yes"}};
     return response;
@@ -271,7 +295,7 @@ TEST(Request, SendsMethodHeadersAndBodyAndReturnsTheAnswer) {
 }
 
 TEST(Request, RefusesForbiddenAddressesAndHeaderInjection) {
-  TestHttpServer server([](const auto&) { return Response{200, "ok"}; });
+  LoopbackHttpServer server([](const auto&) { return Response{200, "ok"}; });
   RequestOptions options;
   auto refused = request(HttpRequest{"POST", server.url("/hook"), {}, "{}"}, options, nullptr);
   EXPECT_EQ(flux::error_code(refused.status()), "url_address_forbidden");
@@ -282,7 +306,7 @@ TEST(Request, RefusesForbiddenAddressesAndHeaderInjection) {
 }
 
 TEST(Request, RedirectsNotFollowedByDefaultAndCapsTheBody) {
-  TestHttpServer server([](const TestHttpServer::Request& r) {
+  LoopbackHttpServer server([](const LoopbackHttpServer::Request& r) {
     if (r.path == "/big") return Response{200, std::string(10000, 'x')};
     return Response{307, "elsewhere", {{"Location", "/other"}}};
   });
@@ -298,12 +322,12 @@ TEST(Request, RedirectsNotFollowedByDefaultAndCapsTheBody) {
 }
 
 TEST(Request, FollowedRedirectsBecomeGetAndDropCredentialsAcrossHosts) {
-  TestHttpServer other(
-      [](const TestHttpServer::Request& r) {
+  LoopbackHttpServer other(
+      [](const LoopbackHttpServer::Request& r) {
         return Response{200, r.method + " " + r.body};
       },
       "127.0.0.2");
-  TestHttpServer front([&](const TestHttpServer::Request& r) {
+  LoopbackHttpServer front([&](const LoopbackHttpServer::Request& r) {
     if (r.path == "/same") return Response{200, r.method + " auth=" + r.header("Authorization")};
     if (r.path == "/see-other") return Response{303, "", {{"Location", "/same"}}};
     return Response{307, "", {{"Location", other.url("/elsewhere")}}};

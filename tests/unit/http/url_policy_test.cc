@@ -124,11 +124,31 @@ TEST(CheckUrl, AllowPrivateAcceptsLoopbackButNotBadSyntax) {
   UrlPolicy policy;
   policy.allow_private = true;
   for (const char* url : {"http://127.0.0.1:8080/a", "http://localhost/", "http://[::1]/", "http://0177.0.0.1/",
-                          "http://169.254.169.254/"}) {
+                          "http://10.0.0.8/", "http://[fd00::1]/"}) {
     EXPECT_TRUE(check_url(url, policy).ok()) << url;
   }
   EXPECT_EQ(flux::error_code(check_url("http://256.0.0.1/", policy)), "url_invalid");
   EXPECT_EQ(flux::error_code(check_url("gopher://127.0.0.1/", policy)), "url_scheme_forbidden");
+}
+
+// Allowing private inputs (an internal store) must not hand out the cloud
+// instance's credentials: metadata services stay out of reach in every spelling.
+TEST(CheckUrl, MetadataStaysForbiddenUnderAllowPrivate) {
+  UrlPolicy policy;
+  policy.allow_private = true;
+  for (const char* url :
+       {"http://169.254.169.254/latest/meta-data/", "http://0xa9fea9fe/", "http://2852039166/",
+        "http://0251.0376.0251.0376/", "http://169.254.169.254./", "http://169.254.170.2/v2/creds",
+        "http://[fd00:ec2::254]/", "http://[FD00:EC2:0:0:0:0:0:254]/", "http://[::ffff:169.254.169.254]/",
+        "http://[::ffff:a9fe:a9fe]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[2002:a9fe:a9fe::]/", "http://[fe80::1]/",
+        "http://100.100.100.200/", "http://192.0.0.192/", "http://metadata.google.internal/", "http://metadata/",
+        "http://instance-data./", "http://user@169.254.169.254/"}) {
+    EXPECT_EQ(flux::error_code(check_url(url, policy)), "url_address_forbidden") << url;
+  }
+  // Only the exact test exemption lets one through.
+  policy.test_only_allowed_addresses = {"169.254.169.254"};
+  EXPECT_TRUE(check_url("http://169.254.169.254/", policy).ok());
+  EXPECT_EQ(flux::error_code(check_url("http://169.254.170.2/", policy)), "url_address_forbidden");
 }
 
 TEST(CheckUrl, SchemeAllowListIsTheOperators) {

@@ -12,14 +12,14 @@
 #include <thread>
 
 #include "shared/core/error.h"
-#include "unit/http/test_http_server.h"
+#include "support/loopback_http_server.h"
 
 namespace flux::worker::input {
 namespace {
 
 namespace fs = std::filesystem;
-using flux::testing::TestHttpServer;
-using Response = TestHttpServer::Response;
+using flux::testing::LoopbackHttpServer;
+using Response = LoopbackHttpServer::Response;
 using namespace std::chrono_literals;
 
 std::string read_file(const fs::path& p) {
@@ -101,14 +101,14 @@ TEST_F(InputFetcherTest, EmptyAndOversizedInputsAreRefused) {
   EXPECT_EQ(flux::error_code(big.status()), "input_too_large") << big.status();
   EXPECT_TRUE(work_is_empty());
 
-  TestHttpServer server([](const auto&) { return Response{200, ""}; });
+  LoopbackHttpServer server([](const auto&) { return Response{200, ""}; });
   EXPECT_EQ(flux::error_code(fetcher.fetch(server.url("/empty.mp4"), work_, cancel_).status()), "input_empty");
   EXPECT_TRUE(work_is_empty());
 }
 
 TEST_F(InputFetcherTest, RetriesTransientHttpFailures) {
   std::atomic<int> calls{0};
-  TestHttpServer server([&](const auto&) { return ++calls <= 2 ? Response{503, "busy"} : Response{200, "video"}; });
+  LoopbackHttpServer server([&](const auto&) { return ++calls <= 2 ? Response{503, "busy"} : Response{200, "video"}; });
   InputFetcher fetcher(options_, nullptr);
   auto path = fetcher.fetch(server.url("/v/clip.mov?sig=abc"), work_, cancel_);
   ASSERT_TRUE(path.ok()) << path.status();
@@ -120,7 +120,7 @@ TEST_F(InputFetcherTest, RetriesTransientHttpFailures) {
 
 TEST_F(InputFetcherTest, GivesUpAfterMaxAttempts) {
   std::atomic<int> calls{0};
-  TestHttpServer server([&](const auto&) {
+  LoopbackHttpServer server([&](const auto&) {
     ++calls;
     return Response{502, "bad gateway"};
   });
@@ -133,7 +133,7 @@ TEST_F(InputFetcherTest, GivesUpAfterMaxAttempts) {
 
 TEST_F(InputFetcherTest, DoesNotRetryPermanentFailures) {
   std::atomic<int> calls{0};
-  TestHttpServer server([&](const TestHttpServer::Request& r) {
+  LoopbackHttpServer server([&](const LoopbackHttpServer::Request& r) {
     ++calls;
     if (r.path == "/missing.mp4") return Response{404, "no"};
     if (r.path == "/denied.mp4") return Response{403, "no"};
@@ -150,7 +150,7 @@ TEST_F(InputFetcherTest, DoesNotRetryPermanentFailures) {
 }
 
 TEST_F(InputFetcherTest, ForbiddenAddressesNeverContacted) {
-  TestHttpServer server([](const auto&) { return Response{200, "secret"}; });
+  LoopbackHttpServer server([](const auto&) { return Response{200, "secret"}; });
   options_.policy.test_only_allowed_addresses.clear();
   InputFetcher fetcher(options_, nullptr);
   EXPECT_EQ(flux::error_code(fetcher.fetch(server.url("/a.mp4"), work_, cancel_).status()), "url_address_forbidden");
@@ -170,7 +170,7 @@ TEST_F(InputFetcherTest, OtherSchemesAndUnconfiguredS3AreRefused) {
 }
 
 TEST_F(InputFetcherTest, CancelledBeforeOrDuringRetries) {
-  TestHttpServer server([](const auto&) { return Response{503, "busy"}; });
+  LoopbackHttpServer server([](const auto&) { return Response{503, "busy"}; });
   options_.retry.max_attempts = 50;
   options_.retry.base_delay = 200ms;
   options_.retry.max_delay = 200ms;

@@ -5,22 +5,23 @@
 
 #include "shared/core/error.h"
 #include "shared/s3/s3_client.h"
+#include "support/loopback_http_server.h"
 #include "unit/s3/test_support.h"
 
 namespace flux::s3 {
 namespace {
 
-using test_support::ScriptedServer;
+using flux::testing::LoopbackHttpServer;
 using test_support::TempDir;
-using Reply = ScriptedServer::Reply;
-using Received = ScriptedServer::Received;
+using Reply = LoopbackHttpServer::Response;
+using Received = LoopbackHttpServer::Request;
 
 std::string error_xml(const std::string& code, const std::string& message = "scripted") {
   return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>" + code + "</Code><Message>" + message +
          "</Message></Error>";
 }
 
-S3Config config_for(const ScriptedServer& server) {
+S3Config config_for(const LoopbackHttpServer& server) {
   S3Config config;
   config.endpoint = server.endpoint();
   config.force_path_style = true;
@@ -41,38 +42,40 @@ class S3ClientErrors : public ::testing::Test {
 };
 
 TEST_F(S3ClientErrors, ThrottlingIsRetriedThenReportedWithTheS3Code) {
-  ScriptedServer server([](const Received&) { return Reply{503, error_xml("SlowDown", "Please reduce your rate")}; });
+  LoopbackHttpServer server([](const Received&) {
+    return Reply{503, error_xml("SlowDown", "Please reduce your rate")};
+  });
   S3Client client(config_for(server));
   const absl::Status status = client.put_file("b", "k.mp4", small_file(), {});
   EXPECT_EQ(flux::error_code(status), "s3_error");
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(std::string(status.message()).find("SlowDown"), std::string::npos) << status;
   EXPECT_NE(std::string(status.message()).find("Please reduce your rate"), std::string::npos) << status;
-  EXPECT_EQ(server.received().size(), 4u);  // max_attempts
+  EXPECT_EQ(server.requests().size(), 4u);  // max_attempts
 }
 
 TEST_F(S3ClientErrors, ATransientServerErrorIsRetriedToSuccess) {
   std::atomic<int> calls{0};
-  ScriptedServer server([&](const Received&) {
+  LoopbackHttpServer server([&](const Received&) {
     return ++calls < 3 ? Reply{500, error_xml("InternalError")} : Reply{200, "", {{"ETag", "\"x\""}}};
   });
   S3Client client(config_for(server));
   EXPECT_TRUE(client.put_file("b", "k.mp4", small_file(), {}).ok());
-  EXPECT_EQ(server.received().size(), 3u);
-  EXPECT_EQ(server.received().back().body, "hello");
+  EXPECT_EQ(server.requests().size(), 3u);
+  EXPECT_EQ(server.requests().back().body, "hello");
 }
 
 TEST_F(S3ClientErrors, Http429IsRetried) {
   std::atomic<int> calls{0};
-  ScriptedServer server([&](const Received&) { return ++calls < 2 ? Reply{429, ""} : Reply{204, ""}; });
+  LoopbackHttpServer server([&](const Received&) { return ++calls < 2 ? Reply{429, ""} : Reply{204, ""}; });
   S3Client client(config_for(server));
   EXPECT_TRUE(client.delete_object("b", "k").ok());
-  EXPECT_EQ(server.received().size(), 2u);
+  EXPECT_EQ(server.requests().size(), 2u);
 }
 
 TEST_F(S3ClientErrors, ADroppedConnectionIsRetried) {
   std::atomic<int> calls{0};
-  ScriptedServer server([&](const Received&) {
+  LoopbackHttpServer server([&](const Received&) {
     Reply reply{200, "data"};
     reply.hang_up = ++calls < 3;
     return reply;
@@ -80,55 +83,55 @@ TEST_F(S3ClientErrors, ADroppedConnectionIsRetried) {
   S3Client client(config_for(server));
   EXPECT_TRUE(client.get_to_file("b", "k", dir.path() / "out", 0).ok());
   EXPECT_EQ(test_support::read_file(dir.path() / "out"), "data");
-  EXPECT_EQ(server.received().size(), 3u);
+  EXPECT_EQ(server.requests().size(), 3u);
 }
 
 TEST_F(S3ClientErrors, ClientErrorsAreNotRetried) {
-  ScriptedServer server([](const Received&) { return Reply{400, error_xml("InvalidArgument", "bad header")}; });
+  LoopbackHttpServer server([](const Received&) { return Reply{400, error_xml("InvalidArgument", "bad header")}; });
   S3Client client(config_for(server));
   const absl::Status status = client.put_file("b", "k", small_file(), {});
   EXPECT_EQ(flux::error_code(status), "s3_error");
   EXPECT_NE(std::string(status.message()).find("InvalidArgument"), std::string::npos);
-  EXPECT_EQ(server.received().size(), 1u);
+  EXPECT_EQ(server.requests().size(), 1u);
 }
 
 TEST_F(S3ClientErrors, ForbiddenIsAccessDenied) {
-  ScriptedServer server([](const Received&) { return Reply{403, error_xml("AccessDenied", "Access Denied")}; });
+  LoopbackHttpServer server([](const Received&) { return Reply{403, error_xml("AccessDenied", "Access Denied")}; });
   S3Client client(config_for(server));
   const absl::Status status = client.put_file("b", "k", small_file(), {});
   EXPECT_EQ(flux::error_code(status), "s3_access_denied");
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(server.received().size(), 1u);
+  EXPECT_EQ(server.requests().size(), 1u);
 }
 
 TEST_F(S3ClientErrors, MissingObjectIsNotFoundAndLeavesNoFile) {
-  ScriptedServer server([](const Received&) {
+  LoopbackHttpServer server([](const Received&) {
     return Reply{404, error_xml("NoSuchKey", "The specified key does not exist.")};
   });
   S3Client client(config_for(server));
   const absl::Status status = client.get_to_file("b", "missing.mp4", dir.path() / "dest.mp4", 0);
   EXPECT_EQ(flux::error_code(status), "s3_not_found");
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(server.received().size(), 1u);
+  EXPECT_EQ(server.requests().size(), 1u);
   // Neither the destination nor a temporary file remains.
   EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "left files behind";
   EXPECT_EQ(flux::error_code(client.head("b", "missing.mp4").status()), "s3_not_found");
 }
 
 TEST_F(S3ClientErrors, DownloadAboveTheCapIsRefused) {
-  ScriptedServer server([](const Received&) { return Reply{200, std::string(5000, 'x')}; });
+  LoopbackHttpServer server([](const Received&) { return Reply{200, std::string(5000, 'x')}; });
   S3Client client(config_for(server));
   const absl::Status status = client.get_to_file("b", "big", dir.path() / "dest", 4096);
   EXPECT_EQ(flux::error_code(status), "input_too_large");
-  EXPECT_EQ(server.received().size(), 1u);  // not retried
+  EXPECT_EQ(server.requests().size(), 1u);  // not retried
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
   EXPECT_TRUE(client.get_to_file("b", "big", dir.path() / "dest", 5000).ok());
   EXPECT_EQ(std::filesystem::file_size(dir.path() / "dest"), 5000u);
 }
 
 TEST_F(S3ClientErrors, CompleteAnsweringErrorWithHttp200AbortsTheUpload) {
-  ScriptedServer server([](const Received& r) {
-    if (r.method == "POST" && r.target.ends_with("?uploads=")) {
+  LoopbackHttpServer server([](const Received& r) {
+    if (r.method == "POST" && r.path.ends_with("?uploads=")) {
       return Reply{200, "<InitiateMultipartUploadResult><UploadId>up-1</UploadId></InitiateMultipartUploadResult>"};
     }
     if (r.method == "PUT") return Reply{200, "", {{"ETag", "\"p\""}}};
@@ -145,21 +148,21 @@ TEST_F(S3ClientErrors, CompleteAnsweringErrorWithHttp200AbortsTheUpload) {
   const absl::Status status = client.put_file("b", "out.mp4", file, {});
   EXPECT_EQ(flux::error_code(status), "s3_error");
   EXPECT_NE(std::string(status.message()).find("InvalidPart"), std::string::npos) << status;
-  const auto received = server.received();
+  const auto received = server.requests();
   ASSERT_FALSE(received.empty());
   EXPECT_EQ(received.back().method, "DELETE");
-  EXPECT_EQ(received.back().target, "/b/out.mp4?uploadId=up-1");
+  EXPECT_EQ(received.back().path, "/b/out.mp4?uploadId=up-1");
   int parts = 0;
   for (const auto& r : received) parts += r.method == "PUT";
   EXPECT_EQ(parts, 3);
 }
 
 TEST_F(S3ClientErrors, AFailedPartAbortsTheUploadWithoutCompleting) {
-  ScriptedServer server([](const Received& r) {
-    if (r.method == "POST" && r.target.ends_with("?uploads=")) {
+  LoopbackHttpServer server([](const Received& r) {
+    if (r.method == "POST" && r.path.ends_with("?uploads=")) {
       return Reply{200, "<InitiateMultipartUploadResult><UploadId>up-2</UploadId></InitiateMultipartUploadResult>"};
     }
-    if (r.method == "PUT" && r.target.find("partNumber=2&") != std::string::npos)
+    if (r.method == "PUT" && r.path.find("partNumber=2&") != std::string::npos)
       return Reply{400, error_xml("BadDigest")};
     if (r.method == "PUT") return Reply{200, "", {{"ETag", "\"p\""}}};
     return Reply{204, ""};
@@ -174,17 +177,17 @@ TEST_F(S3ClientErrors, AFailedPartAbortsTheUploadWithoutCompleting) {
   const absl::Status status = client.put_file("b", "out.mp4", file, {});
   EXPECT_EQ(flux::error_code(status), "s3_error");
   EXPECT_NE(std::string(status.message()).find("BadDigest"), std::string::npos) << status;
-  const auto received = server.received();
+  const auto received = server.requests();
   for (const auto& r : received)
-    EXPECT_FALSE(r.method == "POST" && r.target.find("uploadId=") != std::string::npos) << "completed";
+    EXPECT_FALSE(r.method == "POST" && r.path.find("uploadId=") != std::string::npos) << "completed";
   EXPECT_EQ(received.back().method, "DELETE");
-  EXPECT_EQ(received.back().target, "/b/out.mp4?uploadId=up-2");
+  EXPECT_EQ(received.back().path, "/b/out.mp4?uploadId=up-2");
 }
 
 TEST_F(S3ClientErrors, CancellationStopsRetryingAndAbortsTheUpload) {
   flux::CancelToken cancel;
-  ScriptedServer server([&](const Received& r) {
-    if (r.method == "POST" && r.target.ends_with("?uploads=")) {
+  LoopbackHttpServer server([&](const Received& r) {
+    if (r.method == "POST" && r.path.ends_with("?uploads=")) {
       return Reply{200, "<InitiateMultipartUploadResult><UploadId>up-3</UploadId></InitiateMultipartUploadResult>"};
     }
     if (r.method == "PUT") {
@@ -206,18 +209,18 @@ TEST_F(S3ClientErrors, CancellationStopsRetryingAndAbortsTheUpload) {
   const absl::Status status = client.put_file("b", "out.mp4", file, {}, &cancel);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
   EXPECT_EQ(flux::error_code(status), "cancelled");
-  EXPECT_EQ(server.received().back().method, "DELETE");
+  EXPECT_EQ(server.requests().back().method, "DELETE");
 }
 
 TEST_F(S3ClientErrors, HeaderInjectionThroughMetadataIsRefused) {
-  ScriptedServer server([](const Received&) { return Reply{200, ""}; });
+  LoopbackHttpServer server([](const Received&) { return Reply{200, ""}; });
   S3Client client(config_for(server));
   PutOptions options;
   options.metadata = {{"note", "x\r\nx-amz-acl: public-read"}};
   EXPECT_EQ(flux::error_code(client.put_file("b", "k", small_file(), options)), "s3_invalid_request");
   options.metadata = {{"bad name", "x"}};
   EXPECT_EQ(flux::error_code(client.put_file("b", "k", small_file(), options)), "s3_invalid_request");
-  EXPECT_TRUE(server.received().empty());
+  EXPECT_TRUE(server.requests().empty());
 }
 
 }  // namespace

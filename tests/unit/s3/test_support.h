@@ -1,24 +1,20 @@
 #pragma once
-// Test fixtures shared by the s3 and uploader tests: a temporary directory, a
-// real s3rver on an ephemeral loopback port, and a scripted HTTP server that
-// answers S3 requests with canned replies and records what it received.
+// Test fixtures shared by the s3 and uploader tests: a temporary directory and
+// a real s3rver on an ephemeral loopback port. (Scripted answers a real store
+// will not give on demand: support/loopback_http_server.h.)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -188,144 +184,5 @@ inline bool wait_for_first_part(const fs::path& data_dir, const std::string& buc
   }
   return false;
 }
-
-// A one-request-per-connection HTTP/1.1 server on loopback that answers from a
-// script, for error and retry paths a real store will not produce on demand.
-class ScriptedServer {
- public:
-  struct Received {
-    std::string method;
-    std::string target;   // path?query
-    std::string headers;  // raw header block
-    std::string body;
-  };
-  struct Reply {
-    Reply(int status = 200, std::string body = "", std::vector<std::pair<std::string, std::string>> headers = {})
-        : status(status), body(std::move(body)), headers(std::move(headers)) {}
-    int status;
-    std::string body;
-    std::vector<std::pair<std::string, std::string>> headers;
-    bool hang_up = false;  // close the connection without answering
-  };
-  using Script = std::function<Reply(const Received&)>;
-
-  explicit ScriptedServer(Script script) : script_(std::move(script)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 16) != 0 ||
-        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      throw std::runtime_error("scripted server cannot listen");
-    }
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~ScriptedServer() {
-    stop_ = true;
-    thread_.join();
-    ::close(listen_fd_);
-  }
-  ScriptedServer(const ScriptedServer&) = delete;
-  ScriptedServer& operator=(const ScriptedServer&) = delete;
-
-  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::vector<Received> received() const {
-    std::lock_guard lock(mu_);
-    return received_;
-  }
-
- private:
-  void serve() {
-    while (!stop_) {
-      pollfd pfd{listen_fd_, POLLIN, 0};
-      if (::poll(&pfd, 1, 20) <= 0) continue;
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) continue;
-      handle(fd);
-      ::close(fd);
-    }
-  }
-
-  static bool read_some(int fd, std::string& buffer) {
-    pollfd pfd{fd, POLLIN, 0};
-    if (::poll(&pfd, 1, 5000) <= 0) return false;
-    char chunk[65536];
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n <= 0) return false;
-    buffer.append(chunk, static_cast<size_t>(n));
-    return true;
-  }
-
-  static void write_all(int fd, const std::string& data) {
-    size_t done = 0;
-    while (done < data.size()) {
-      const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      done += static_cast<size_t>(n);
-    }
-  }
-
-  static std::string header_value(const std::string& headers, const std::string& lower_name) {
-    std::istringstream lines(headers);
-    std::string line;
-    while (std::getline(lines, line)) {
-      const auto colon = line.find(':');
-      if (colon == std::string::npos) continue;
-      std::string name = line.substr(0, colon);
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (name != lower_name) continue;
-      std::string value = line.substr(colon + 1);
-      while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
-      while (!value.empty() && (value.back() == '\r' || value.back() == ' ')) value.pop_back();
-      return value;
-    }
-    return "";
-  }
-
-  void handle(int fd) {
-    std::string buffer;
-    size_t header_end;
-    while ((header_end = buffer.find("\r\n\r\n")) == std::string::npos) {
-      if (!read_some(fd, buffer)) return;
-    }
-    Received r;
-    const std::string head = buffer.substr(0, header_end);
-    const size_t line_end = head.find("\r\n");
-    std::istringstream request_line(head.substr(0, line_end));
-    request_line >> r.method >> r.target;
-    r.headers = line_end == std::string::npos ? "" : head.substr(line_end + 2);
-    r.body = buffer.substr(header_end + 4);
-    const size_t length = std::strtoull(header_value(r.headers, "content-length").c_str(), nullptr, 10);
-    if (r.body.size() < length && header_value(r.headers, "expect") == "100-continue") {
-      write_all(fd, "HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    while (r.body.size() < length) {
-      if (!read_some(fd, r.body)) break;
-    }
-    {
-      std::lock_guard lock(mu_);
-      received_.push_back(r);
-    }
-    const Reply reply = script_(r);
-    if (reply.hang_up) return;
-    std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " Scripted\r\nConnection: close\r\n";
-    for (const auto& [name, value] : reply.headers) out += name + ": " + value + "\r\n";
-    out += "Content-Length: " + std::to_string(reply.body.size()) + "\r\n\r\n";
-    if (r.method != "HEAD") out += reply.body;
-    write_all(fd, out);
-  }
-
-  Script script_;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  mutable std::mutex mu_;
-  std::vector<Received> received_;
-  std::thread thread_;
-};
 
 }  // namespace flux::test_support

@@ -1,7 +1,10 @@
 #pragma once
-// A tiny HTTP/1.1 server on a loopback address for tests: one thread, one
-// request per connection, answers from a handler. It counts connections, so
-// a test can prove that a refused URL never reached it.
+// A small HTTP/1.1 server on a loopback address for unit tests: one thread,
+// one request per connection (Connection: close), each answered by a handler.
+// It records every request and counts connections, so a test can prove what a
+// client sent, or that a refused URL never reached it; a response can stall
+// before its body, omit Content-Length or hang up without answering, for the
+// error paths a real server will not produce on demand.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
 #include <stdexcept>
@@ -21,11 +25,14 @@
 
 namespace flux::testing {
 
-class TestHttpServer {
+class LoopbackHttpServer {
  public:
   struct Request {
-    std::string method, path, body;
+    std::string method;
+    std::string path;  // the request-target as sent: path and query
     std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    // The first header of that name (case-insensitive), or "".
     std::string header(const std::string& name) const {
       for (const auto& [key, value] : headers) {
         if (strcasecmp(key.c_str(), name.c_str()) == 0) return value;
@@ -43,10 +50,12 @@ class TestHttpServer {
     std::chrono::milliseconds stall_before_body{0};
     // Without Content-Length the body ends when the connection closes.
     bool send_content_length = true;
+    // Close the connection without answering at all.
+    bool hang_up = false;
   };
   using Handler = std::function<Response(const Request&)>;
 
-  explicit TestHttpServer(Handler handler, std::string address = "127.0.0.1")
+  explicit LoopbackHttpServer(Handler handler, std::string address = "127.0.0.1")
       : handler_(std::move(handler)), address_(std::move(address)) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) throw std::runtime_error("socket");
@@ -55,25 +64,26 @@ class TestHttpServer {
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     inet_pton(AF_INET, address_.c_str(), &addr.sin_addr);
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(listen_fd_, 16) != 0) {
+    socklen_t len = sizeof(addr);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(listen_fd_, 16) != 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
       ::close(listen_fd_);
       throw std::runtime_error("bind/listen on " + address_);
     }
-    socklen_t len = sizeof(addr);
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
     thread_ = std::thread([this] { serve(); });
   }
-  ~TestHttpServer() {
+  ~LoopbackHttpServer() {
     stop_ = true;
     thread_.join();
     ::close(listen_fd_);
   }
-  TestHttpServer(const TestHttpServer&) = delete;
-  TestHttpServer& operator=(const TestHttpServer&) = delete;
+  LoopbackHttpServer(const LoopbackHttpServer&) = delete;
+  LoopbackHttpServer& operator=(const LoopbackHttpServer&) = delete;
 
   int port() const { return port_; }
-  std::string url(const std::string& path) const { return "http://" + address_ + ":" + std::to_string(port_) + path; }
+  std::string endpoint() const { return "http://" + address_ + ":" + std::to_string(port_); }
+  std::string url(const std::string& path) const { return endpoint() + path; }
   int connections() const { return connections_.load(); }
   std::vector<Request> requests() const {
     std::lock_guard lock(mu_);
@@ -96,7 +106,7 @@ class TestHttpServer {
   // Reads until `predicate(buffer)` holds, the peer closes, or stop.
   template <class Pred>
   bool read_until(int fd, std::string& buffer, Pred predicate) {
-    char chunk[4096];
+    char chunk[65536];
     while (!predicate(buffer)) {
       pollfd pfd{fd, POLLIN, 0};
       if (stop_) return false;
@@ -131,8 +141,12 @@ class TestHttpServer {
       }
       pos = line_end + 2;
     }
-    const std::string length = request.header("Content-Length");
-    const size_t body_length = length.empty() ? 0 : std::stoul(length);
+    const size_t body_length = std::strtoull(request.header("Content-Length").c_str(), nullptr, 10);
+    // A client that asks first (S3 uploads do) gets its go-ahead instead of
+    // waiting out its own timeout.
+    if (data.size() < head_end + 4 + body_length && strcasecmp(request.header("Expect").c_str(), "100-continue") == 0) {
+      send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
     read_until(fd, data, [&](const std::string& b) { return b.size() >= head_end + 4 + body_length; });
     request.body = data.substr(head_end + 4, body_length);
     {
@@ -141,6 +155,7 @@ class TestHttpServer {
     }
 
     const Response response = handler_(request);
+    if (response.hang_up) return;
     std::string head = "HTTP/1.1 " + std::to_string(response.status) + " X\r\nConnection: close\r\n";
     if (response.send_content_length) head += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
     for (const auto& [name, value] : response.headers) head += name + ": " + value + "\r\n";
