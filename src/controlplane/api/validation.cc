@@ -70,39 +70,70 @@ class StrictDomBuilder {
   bool start_object(std::size_t) { return open(json::object()); }
   bool key(string_t& name) {
     json& object = *stack_.back();
+    Frame& frame = frames_.back();
+    frame.label = utf8_prefix(name, 64);
+    frame.in_child = true;
     if (object.contains(name)) {
-      return fail("duplicate key \"" + utf8_prefix(name, 64) +
+      return fail("duplicate key \"" + frame.label +
                   "\" in an object: its meaning would be ambiguous, so it is refused");
     }
     pending_key_ = &object[name];
     return true;
   }
-  bool end_object() {
-    stack_.pop_back();
-    return true;
-  }
+  bool end_object() { return close(); }
   bool start_array(std::size_t) { return open(json::array()); }
-  bool end_array() {
-    stack_.pop_back();
-    return true;
-  }
+  bool end_array() { return close(); }
 
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& error) {
     if (error_.empty()) {
+      // A broken value inside an array is its next element.
+      if (!frames_.empty() && stack_.back()->is_array() && !frames_.back().in_child) {
+        frames_.back().label = "[" + std::to_string(stack_.back()->size()) + "]";
+        frames_.back().in_child = true;
+      }
       // nlohmann's message names the byte offset and the problem ("invalid
       // string: ill-formed UTF-8 byte", "number overflow", "unexpected end").
-      error_ = "body is not valid JSON (at byte " + std::to_string(position) + "): " + error.what();
+      fail("body is not valid JSON (at byte " + std::to_string(position) + "): " + error.what());
     }
     return false;
   }
 
   json& root() { return root_; }
   const std::string& error() const { return error_; }
+  // The JSON path of the member being read when the parse failed ("" at the
+  // top level), so that a client learns which field to fix.
+  const std::string& error_field() const { return error_field_; }
 
  private:
+  // One open container, and which of its children is being read.
+  struct Frame {
+    std::string label;  // "key" of an object member, "[i]" of an array element
+    bool in_child = false;
+  };
+
   bool fail(std::string message) {
-    if (error_.empty()) error_ = std::move(message);
+    if (error_.empty()) {
+      error_ = std::move(message);
+      error_field_ = current_path();
+    }
     return false;
+  }
+
+  std::string current_path() const {
+    std::string path;
+    for (const Frame& frame : frames_) {
+      if (!frame.in_child) break;
+      if (!path.empty() && (frame.label.empty() || frame.label.front() != '[')) path += '.';
+      path += frame.label;
+    }
+    return path;
+  }
+
+  bool close() {
+    stack_.pop_back();
+    frames_.pop_back();
+    if (!frames_.empty()) frames_.back().in_child = false;
+    return true;
   }
 
   // Places a value where the parser is: the root, the pending key of the
@@ -121,26 +152,41 @@ class StrictDomBuilder {
     return pending_key_;
   }
 
+  // Marks the child about to be placed in an array (objects did it in key()).
+  void enter_child() {
+    if (frames_.empty() || !stack_.back()->is_array()) return;
+    frames_.back().label = "[" + std::to_string(stack_.back()->size()) + "]";
+    frames_.back().in_child = true;
+  }
+
   bool put(json&& value) {
+    enter_child();
     place(std::move(value));
+    if (!frames_.empty()) frames_.back().in_child = false;
     return true;
   }
 
   bool open(json&& empty) {
+    enter_child();
     if (static_cast<int>(stack_.size()) >= kMaxJsonDepth) {
       return fail("JSON nesting deeper than " + std::to_string(kMaxJsonDepth) + " levels");
     }
     stack_.push_back(place(std::move(empty)));
+    frames_.emplace_back();
     return true;
   }
 
   json root_;
   std::vector<json*> stack_;
+  std::vector<Frame> frames_;  // parallel to stack_
   json* pending_key_ = nullptr;
   std::string error_;
+  std::string error_field_;
 };
 
-ApiError invalid_json(std::string message) { return bad("invalid_json", std::move(message)); }
+ApiError invalid_json(std::string message, std::string field = "") {
+  return bad("invalid_json", std::move(message), std::move(field));
+}
 
 // Maps a url_policy error to "<prefix>_<kind>" on `field`.
 ApiError url_error(const absl::Status& status, const std::string& prefix, const std::string& field) {
@@ -347,7 +393,9 @@ std::variant<nlohmann::json, ApiError> parse_json_strict(std::string_view body) 
   } catch (const std::exception& e) {
     return invalid_json(std::string("body is not valid JSON: ") + e.what());
   }
-  if (!ok) return invalid_json(builder.error().empty() ? "body is not valid JSON" : builder.error());
+  if (!ok) {
+    return invalid_json(builder.error().empty() ? "body is not valid JSON" : builder.error(), builder.error_field());
+  }
   return std::move(builder.root());
 }
 

@@ -7,6 +7,10 @@
 // the offending field, so a client can point at the exact mistake:
 //   invalid_json                 not JSON, not an object, invalid UTF-8, nesting
 //                                deeper than 64, a duplicate key, a number out of range
+//                                (1e400); "field" is the path of the member being read
+//                                when that happened ("priority", "output.path"), if any.
+//                                Duplicate keys are always refused, never first- or
+//                                last-wins: two readers could disagree on the value.
 //   input_url_required           missing, null or ""
 //   input_url_invalid            not a string, malformed, host that does not resolve
 //   input_url_scheme_forbidden   scheme not in the allow-list (concat:, data:, bare paths...)

@@ -1,6 +1,7 @@
 #include "controlplane/http/router.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <set>
 
 namespace flux::controlplane::http {
@@ -22,6 +23,58 @@ std::vector<std::string_view> split_path(std::string_view path) {
 
 bool is_parameter(std::string_view segment) {
   return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+bool is_dot_segment(std::string_view segment) { return segment == "." || segment == ".."; }
+
+// Well-formed UTF-8 without overlong forms or surrogates: an overlong "%c0%ae"
+// is a '.' to lenient decoders, so it must not reach anything downstream.
+bool is_valid_utf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t extra = 0;
+    uint32_t code = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      extra = 1;
+      code = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      extra = 2;
+      code = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      extra = 3;
+      code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + extra >= text.size()) return false;
+    for (size_t k = 1; k <= extra; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    if ((extra == 2 && (code < 0x800 || (code >= 0xD800 && code <= 0xDFFF))) ||
+        (extra == 3 && (code < 0x10000 || code > 0x10FFFF))) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+// A decoded path segment that could only be an attempt to climb out of a
+// directory or to smuggle bytes past a check: "..", "/" or "\\" inside one
+// segment, control characters, ill-formed UTF-8.
+bool is_hostile_segment(std::string_view decoded) {
+  if (is_dot_segment(decoded)) return true;
+  if (!is_valid_utf8(decoded)) return true;
+  return std::any_of(decoded.begin(), decoded.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c == 0x7F || c == '/' || c == '\\';
+  });
 }
 
 int hex_value(char c) {
@@ -129,13 +182,19 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
   segments.reserve(raw_segments.size());
   for (const auto raw : raw_segments) {
     auto decoded = percent_decode(raw, false);
-    if (!decoded) {
+    if (!decoded || is_dot_segment(raw) || is_hostile_segment(*decoded)) {
       result.kind = Match::Kind::kBadPath;
       return result;
     }
     segments.push_back(std::move(*decoded));
   }
 
+  // HEAD is answered by any plain GET route (the server drops the body); an
+  // SSE stream has nothing to say to a HEAD.
+  const bool head = method == "HEAD";
+  const auto serves = [&](const Route& route) {
+    return route.method == method || (head && route.method == "GET" && route.handler);
+  };
   std::set<std::string> allowed;
   int best_score = -1;
   for (const Route& route : routes_) {
@@ -152,8 +211,9 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
       }
     }
     if (!matches) continue;
-    if (route.method != method) {
+    if (!serves(route)) {
       allowed.insert(route.method);
+      if (route.method == "GET" && route.handler) allowed.insert("HEAD");
       continue;
     }
     if (score <= best_score) continue;

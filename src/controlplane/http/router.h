@@ -1,7 +1,8 @@
 #pragma once
 // Method + path pattern routing. Patterns are made of literal segments and
 // whole-segment parameters: "/api/v1/jobs/{id}/cancel". A path's segments are
-// percent-decoded one by one, so "%2F" inside a parameter stays in it.
+// percent-decoded one by one (exactly once). A HEAD request is served by the
+// GET route of its path (not by an SSE route).
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,7 +35,10 @@ class Router {
 
   // The route for method and path (percent-encoded, without the query). When
   // several patterns match, the one with the most literal segments wins.
-  // kBadPath: the path does not start with "/" or has a broken %-escape.
+  // kBadPath: the path does not start with "/", has a broken %-escape, or a
+  // segment that is "." or ".." (raw or decoded) or decodes to a '/', a '\\',
+  // a control character or ill-formed UTF-8 (overlong "%c0%ae" included):
+  // traversal attempts, refused before any route sees them.
   Match match(std::string_view method, std::string_view path) const;
 
  private:

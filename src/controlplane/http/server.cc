@@ -22,6 +22,7 @@ using Clock = std::chrono::steady_clock;
 using Phase = Connection::Phase;
 
 constexpr size_t kReadChunk = 8192;
+constexpr size_t kMaxUnparsedBytes = 64 * 1024;
 // After refusing a request whose body is still arriving, keep reading (and
 // discarding) a little so that closing does not reset the connection before
 // the client has read the answer.
@@ -134,7 +135,10 @@ asio::awaitable<Response> run_handler(std::shared_ptr<Connection> connection, co
   co_return response;
 }
 
-asio::awaitable<beast::error_code> write_response(Connection& c, Response response, unsigned version, bool keep_alive) {
+// head_only: the answer to a HEAD request, whose headers (Content-Length
+// included) are those of the GET answer, without the body.
+asio::awaitable<beast::error_code> write_response(Connection& c, Response response, unsigned version, bool keep_alive,
+                                                  bool head_only = false) {
   c.phase = Phase::kWriting;
   int status = response.status;
   if (status < 100 || status > 999) status = 500;
@@ -156,7 +160,12 @@ asio::awaitable<beast::error_code> write_response(Connection& c, Response respon
   message.prepare_payload();
   c.stream.expires_after(c.core.options.write_timeout);
   beast::error_code ec;
-  co_await bhttp::async_write(c.stream, message, redirect(ec));
+  if (head_only) {
+    bhttp::response_serializer<bhttp::string_body> serializer(message);
+    co_await bhttp::async_write_header(c.stream, serializer, redirect(ec));
+  } else {
+    co_await bhttp::async_write(c.stream, message, redirect(ec));
+  }
   co_return ec;
 }
 
@@ -174,6 +183,33 @@ asio::awaitable<void> close_connection(Connection& c, bool linger) {
     }
   }
   c.stream.close();
+}
+
+// Reads until c.buffer holds a whole request head (up to the blank line), or
+// answers header_limit once max_bytes arrived without one. Beast 1.74 checks
+// its header_limit against what is left unparsed of each read, not against
+// the head as a whole: many small fields sent over several reads would pass
+// any limit and pile up in memory until the header timeout. Given the whole
+// head at once, its own check is exact.
+asio::awaitable<beast::error_code> read_request_head(Connection& c, size_t max_bytes) {
+  constexpr std::string_view kEnd = "\r\n\r\n";
+  size_t searched = 0;  // bytes already known not to hold the end (but for its last 3)
+  for (;;) {
+    const auto data = c.buffer.data();
+    const std::string_view text(static_cast<const char*>(data.data()), data.size());
+    const size_t from = searched > kEnd.size() - 1 ? searched - (kEnd.size() - 1) : 0;
+    const size_t end = text.find(kEnd, from);
+    if (end != std::string_view::npos) {
+      co_return end + kEnd.size() > max_bytes ? beast::error_code(bhttp::error::header_limit) : beast::error_code{};
+    }
+    if (text.size() >= max_bytes) co_return beast::error_code(bhttp::error::header_limit);
+    searched = text.size();
+    beast::error_code ec;
+    const size_t n = co_await c.stream.async_read_some(c.buffer.prepare(std::min(kReadChunk, max_bytes - text.size())),
+                                                       redirect(ec));
+    if (ec) co_return ec;
+    c.buffer.commit(n);
+  }
 }
 
 Request make_request(bhttp::request<bhttp::string_body>&& message, const std::string& remote_address) {
@@ -201,6 +237,9 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> connection) {
   const ServerOptions& options = core.options;
   bool first_request = true;
   bool linger = false;
+  // What the parser has not consumed yet: a head being read, a partial chunk
+  // line. Without a cap, a chunk extension that never ends grows it forever.
+  c.buffer.max_size(options.max_header_bytes + kMaxUnparsedBytes);
 
   while (!c.stopping) {
     beast::error_code ec;
@@ -221,7 +260,15 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> connection) {
     // and a chunked body as soon as it grows past it.
     parser.body_limit(options.max_body_bytes);
     c.stream.expires_after(options.header_timeout);
-    co_await bhttp::async_read_header(c.stream, c.buffer, parser, redirect(ec));
+    ec = co_await read_request_head(c, options.max_header_bytes);
+    if (!ec) co_await bhttp::async_read_header(c.stream, c.buffer, parser, redirect(ec));
+    // A Transfer-Encoding whose last coding is not chunked leaves the body's
+    // length unknowable: Beast would read no body and take what follows for
+    // the next request, which a proxy in front may frame differently
+    // (request smuggling). RFC 9112 6.1: answer 400 and close.
+    if (!ec && parser.get().find(bhttp::field::transfer_encoding) != parser.get().end() && !parser.chunked()) {
+      ec = bhttp::error::bad_transfer_encoding;
+    }
     const auto started = Clock::now();
     if (!ec && !parser.is_done()) {
       const auto& header = parser.get();
@@ -231,7 +278,17 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> connection) {
         if (ec) break;
       }
       c.stream.expires_after(options.body_timeout);
-      co_await bhttp::async_read(c.stream, c.buffer, parser, redirect(ec));
+      // body_limit counts the body's data only: chunk extensions are parsed
+      // besides it, so chunks that each carry a long extension and hardly
+      // any data would be read for the whole body timeout. Everything parsed
+      // for the body is capped. (Trailers wait whole in the buffer, capped
+      // by its max_size.)
+      const size_t max_body_wire_bytes = 2 * options.max_body_bytes + options.max_header_bytes + kReadChunk;
+      size_t parsed = 0;
+      while (!ec && !parser.is_done()) {
+        parsed += co_await bhttp::async_read_some(c.stream, c.buffer, parser, redirect(ec));
+        if (!ec && parsed > max_body_wire_bytes) ec = bhttp::error::body_limit;
+      }
     }
     if (ec) {
       if (auto refusal = read_error_response(ec)) {
@@ -303,7 +360,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> connection) {
     // A stop requested while the handler ran: answer, then close.
     keep_alive = keep_alive && !c.stopping;
     const int status = response->status;
-    ec = co_await write_response(c, std::move(*response), version, keep_alive);
+    ec = co_await write_response(c, std::move(*response), version, keep_alive, request.method == "HEAD");
     core.report(request.method, route, status, started);
     if (ec || !keep_alive) break;
   }

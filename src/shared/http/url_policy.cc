@@ -189,6 +189,49 @@ bool is_forbidden_v6(const uint8_t* b) {
   return false;
 }
 
+// Cloud metadata services hand instance credentials to whoever reaches them.
+// They stay forbidden even under allow_private: an operator who lets jobs read
+// from an internal store did not mean to hand out the instance's IAM role.
+// Link-local (169.254/16, fe80::/10) holds AWS, GCP, Azure, ECS task and
+// OpenStack metadata; 100.100.100.200 is Alibaba's, 192.0.0.192 Oracle's.
+bool is_metadata_v4(uint32_t a) {
+  return in_v4(a, v4(169, 254, 0, 0), 16) || a == v4(100, 100, 100, 200) || a == v4(192, 0, 0, 192);
+}
+
+bool is_metadata_v6(const uint8_t* b) {
+  static constexpr uint8_t kAwsMetadata[16] = {0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54};
+  if (std::memcmp(b, kAwsMetadata, 16) == 0) return true;      // fd00:ec2::254
+  if ((b[0] == 0xfe) && ((b[1] & 0xc0) == 0x80)) return true;  // fe80::/10 link-local
+  // IPv6 spellings that reach an IPv4 metadata address: mapped, compatible,
+  // NAT64 and 6to4.
+  static constexpr uint8_t kZero[12] = {};
+  static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static constexpr uint8_t kNat64Prefix[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+  if (std::memcmp(b, kMappedPrefix, 12) == 0 || std::memcmp(b, kZero, 12) == 0 ||
+      std::memcmp(b, kNat64Prefix, 12) == 0) {
+    return is_metadata_v4(v4_at(b + 12));
+  }
+  if (b[0] == 0x20 && b[1] == 0x02) return is_metadata_v4(v4_at(b + 2));
+  return false;
+}
+
+bool is_metadata_address(const sockaddr* addr) {
+  if (addr->sa_family == AF_INET) {
+    return is_metadata_v4(ntohl(reinterpret_cast<const sockaddr_in*>(addr)->sin_addr.s_addr));
+  }
+  if (addr->sa_family == AF_INET6)
+    return is_metadata_v6(reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr.s6_addr);
+  return false;
+}
+
+// The names of metadata services: refused whatever the policy.
+bool is_metadata_name(std::string_view host) {
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  static constexpr std::array<std::string_view, 4> kNames{"metadata", "metadata.google.internal", "instance-data",
+                                                          "instance-data.ec2.internal"};
+  return std::find(kNames.begin(), kNames.end(), host) != kNames.end();
+}
+
 // Names that reach the local machine or a metadata service without DNS, or
 // that only internal resolvers answer.
 bool is_forbidden_name(std::string_view host) {
@@ -303,7 +346,7 @@ absl::Status check_http_host(const ParsedUrl& url, const UrlPolicy& policy) {
     }
     return absl::OkStatus();
   }
-  if (!policy.allow_private && is_forbidden_name(url.host)) {
+  if (is_metadata_name(url.host) || (!policy.allow_private && is_forbidden_name(url.host))) {
     return address_forbidden("host " + url.host + " names the local machine or an internal service");
   }
   return absl::OkStatus();
@@ -428,7 +471,7 @@ bool is_forbidden_address(const sockaddr* addr) {
 
 bool is_address_allowed(const sockaddr* addr, const UrlPolicy& policy) {
   if (addr == nullptr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6)) return false;
-  if (policy.allow_private || !is_forbidden_address(addr)) return true;
+  if (!is_metadata_address(addr) && (policy.allow_private || !is_forbidden_address(addr))) return true;
   return std::any_of(policy.test_only_allowed_addresses.begin(), policy.test_only_allowed_addresses.end(),
                      [addr](const std::string& allowed) { return same_address(addr, allowed); });
 }

@@ -43,7 +43,10 @@ absl::StatusOr<ParsedUrl> parse_url(std::string_view url);
 
 struct UrlPolicy {
   std::vector<std::string> allowed_schemes{"https", "http", "s3"};
-  // ALLOW_PRIVATE_INPUTS: loopback, private and metadata addresses allowed.
+  // ALLOW_PRIVATE_INPUTS: loopback and private addresses allowed. Link-local
+  // and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
+  // 100.100.100.200, 192.0.0.192, in every IPv6 spelling) and metadata names
+  // stay forbidden: they hand out the machine's cloud credentials.
   bool allow_private = false;
   // LOCAL_INPUT_DIR: file:// URLs are allowed only for paths under it.
   std::optional<std::filesystem::path> local_input_dir;
@@ -69,7 +72,8 @@ absl::Status check_url_resolved(std::string_view url, const UrlPolicy& policy);
 bool is_forbidden_address(const sockaddr* addr);
 
 // The policy's verdict on one address: allowed when public, when the policy
-// allows private addresses, or when listed in test_only_allowed_addresses.
+// allows private addresses and it is not a metadata address, or when listed
+// in test_only_allowed_addresses.
 bool is_address_allowed(const sockaddr* addr, const UrlPolicy& policy);
 
 // For file:// URLs: the canonical local path (symlinks resolved) when it is a

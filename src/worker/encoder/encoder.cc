@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdio>
 #include <deque>
+#include <limits>
 #include <regex>
 #include <system_error>
 #include <thread>
@@ -169,6 +170,10 @@ std::optional<absl::Status> limit_breach(const EncodeLimits& limits, const proce
                                                   std::to_string(limits.max_output_bytes) + " bytes (" + how + ")");
   }
   if (status.ok()) return std::nullopt;
+  if (limits.max_frame_pixels > 0 && mentions(stderr_tail, "exceeds specified max pixel count")) {
+    return limit_exceeded("input_too_large", "a frame of the input is larger than MAX_INPUT_PIXELS=" +
+                                                 std::to_string(limits.max_frame_pixels) + " pixels");
+  }
   // The kernel sends SIGXCPU at the limit; ffmpeg catches it and exits 255,
   // or is killed a second later. Either way it used the whole allowance, as
   // far as the kernel's accounting goes: the CPU time wait4 reports can fall
@@ -254,9 +259,15 @@ std::vector<std::string> build_ffmpeg_argv(const EncodeRequest& request) {
                                    stats_period,
                                    // Input side: local files only, media containers only,
                                    // so a crafted input cannot open other files or URLs.
-                                   "-protocol_whitelist", "file", "-format_whitelist", kInputFormatWhitelist,
-                                   // "file:" so that a ':' in the name is never read as a protocol.
-                                   "-i", "file:" + absolute_path(request.input)};
+                                   "-protocol_whitelist", "file", "-format_whitelist", kInputFormatWhitelist};
+  if (request.limits.max_frame_pixels > 0) {
+    // A frame larger than the probed ones (a stream that changes size) stops
+    // the decoder instead of allocating it.
+    const uint64_t capped = std::min<uint64_t>(request.limits.max_frame_pixels, std::numeric_limits<int32_t>::max());
+    argv.insert(argv.end(), {"-max_pixels", std::to_string(capped)});
+  }
+  // "file:" so that a ':' in the name is never read as a protocol.
+  argv.insert(argv.end(), {"-i", "file:" + absolute_path(request.input)});
   if (request.preset != nullptr) {
     auto out = preset::build_output_args(*request.preset, absolute_path(request.output_dir), request.input_has_audio);
     argv.insert(argv.end(), out.begin(), out.end());

@@ -61,6 +61,9 @@ struct EncodeLimits {
   uint64_t cpu_seconds = 0;          // RLIMIT_CPU: "cpu_limit_exceeded"
   uint64_t address_space_bytes = 0;  // RLIMIT_AS: "memory_limit_exceeded"
   int nice = 0;                      // niceness ffmpeg runs at (see process::SpawnOptions::nice)
+  // Decoder's -max_pixels (width x height of any frame): the probe only sees
+  // the first frames, a stream may grow later. 0 = ffmpeg's own limit.
+  uint64_t max_frame_pixels = 0;
 };
 
 struct EncodeRequest {

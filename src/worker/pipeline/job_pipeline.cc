@@ -174,6 +174,7 @@ encoder::EncodeLimits JobPipeline::encode_limits() const {
   limits.cpu_seconds = config_.ffmpeg_cpu_seconds;
   limits.address_space_bytes = config_.ffmpeg_memory_mb << 20;
   limits.nice = config_.ffmpeg_nice;
+  limits.max_frame_pixels = config_.max_input_pixels;
   return limits;
 }
 
@@ -209,7 +210,8 @@ absl::Status JobPipeline::check_request(const v1::JobRequest& request) const {
       return invalid_argument("metadata_invalid",
                               "output.metadata: key \"" + key + "\" must match [A-Za-z0-9_-]{1,64}");
     }
-    if (value.size() > 1024 || std::any_of(value.begin(), value.end(), [](unsigned char c) { return c < 0x20; })) {
+    if (value.size() > 1024 ||
+        std::any_of(value.begin(), value.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
       return invalid_argument("metadata_invalid",
                               "output.metadata." + key + ": at most 1024 bytes without control characters");
     }

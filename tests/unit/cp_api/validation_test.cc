@@ -105,6 +105,12 @@ TEST(ParseJobRequest, IgnoresUnknownFields) {
   EXPECT_EQ(expect_spec(request.dump()).preset, "720p_h264");
 }
 
+std::string repeat(std::string_view text, int times) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += text;
+  return out;
+}
+
 struct Refusal {
   std::string name;
   std::string body;
@@ -136,19 +142,30 @@ INSTANTIATE_TEST_SUITE_P(
         Refusal{"SingleQuotes", "{'input_url': 'x'}", "invalid_json", ""},
         Refusal{"Comment", "{/* c */}", "invalid_json", ""},
         Refusal{"InvalidUtf8InString", std::string(R"({"input_url": "https://a.example/)") + "\xff" + R"("})",
-                "invalid_json", ""},
-        Refusal{"OverlongUtf8", std::string(R"({"preset": ")") + "\xc0\xaf" + R"("})", "invalid_json", ""},
-        Refusal{"Utf8Surrogate", std::string(R"({"preset": ")") + "\xed\xa0\x80" + R"("})", "invalid_json", ""},
-        Refusal{"LoneSurrogateEscape", R"({"preset": "\ud800"})", "invalid_json", ""},
-        Refusal{"RawControlCharInString", std::string("{\"preset\": \"a\x01\"}"), "invalid_json", ""},
-        Refusal{"NumberOverflow", R"({"input_url": "https://a.example/x", "priority": 1e400})", "invalid_json", ""},
+                "invalid_json", "input_url"},
+        Refusal{"OverlongUtf8", std::string(R"({"preset": ")") + "\xc0\xaf" + R"("})", "invalid_json", "preset"},
+        Refusal{"Utf8Surrogate", std::string(R"({"preset": ")") + "\xed\xa0\x80" + R"("})", "invalid_json", "preset"},
+        Refusal{"LoneSurrogateEscape", R"({"preset": "\ud800"})", "invalid_json", "preset"},
+        Refusal{"RawControlCharInString", std::string("{\"preset\": \"a\x01\"}"), "invalid_json", "preset"},
+        Refusal{"NumberOverflow", R"({"input_url": "https://a.example/x", "priority": 1e400})", "invalid_json",
+                "priority"},
+        Refusal{"NegativeNumberOverflow", R"({"priority": -1e400})", "invalid_json", "priority"},
+        Refusal{"OverflowDeepInside", R"({"output": {"metadata": {"m": [1, 2, {"x": 1e999}]}}})", "invalid_json",
+                "output.metadata.m[2].x"},
+        Refusal{"BrokenArrayElement", R"({"output": {"list": [1, tru]}})", "invalid_json", "output.list[1]"},
+        Refusal{"BadKeyInsideObject", std::string(R"({"output": {"pa)") + "\xff" + R"(th": "a"}})", "invalid_json",
+                "output"},
+        Refusal{"DuplicateKeyByEscape", R"({"preset": "720p_h264", "pre\u0073et": "hls_720p"})", "invalid_json",
+                "preset"},
+        Refusal{"DeepNesting", std::string(10000, '[') + std::string(10000, ']'), "invalid_json",
+                repeat("[0]", kMaxJsonDepth)},
         Refusal{"DuplicateTopLevelKey",
                 R"({"preset": "720p_h264", "preset": "hls_720p", "input_url": "https://a.example/x"})", "invalid_json",
-                ""},
+                "preset"},
         Refusal{"DuplicateNestedKey",
                 R"({"input_url": "https://a.example/x", "preset": "720p_h264",
                     "output": {"storage": "s3", "path": "a.mp4", "path": "../b.mp4"}})",
-                "invalid_json", ""}));
+                "invalid_json", "output.path"}));
 
 INSTANTIATE_TEST_SUITE_P(
     InputUrl, RefusalTest,

@@ -50,15 +50,49 @@ TEST(RouterTest, PrefersTheMostLiteralRoute) {
 
 TEST(RouterTest, DecodesParametersSegmentBySegment) {
   const Router router = make_router();
-  const auto match = router.match("GET", "/api/v1/jobs/a%2Fb%20c");
+  const auto match = router.match("GET", "/api/v1/jobs/a%20b%C3%A9c");
   ASSERT_EQ(match.kind, Kind::kFound);
-  EXPECT_EQ(match.params.at("id"), "a/b c");
+  EXPECT_EQ(match.params.at("id"),
+            "a b\xC3\xA9"
+            "c");
+  // Decoded once: a double-encoded dot stays a literal "%2e".
+  EXPECT_EQ(router.match("GET", "/api/v1/jobs/%252e%252e").params.at("id"), "%2e%2e");
   EXPECT_EQ(router.match("GET", "/api/v1/jobs/%zz").kind, Kind::kBadPath);
   EXPECT_EQ(router.match("GET", "/api/v1/jobs/%00").kind, Kind::kBadPath);
   EXPECT_EQ(router.match("GET", "api/v1/jobs").kind, Kind::kBadPath);
   EXPECT_EQ(router.match("GET", "").kind, Kind::kBadPath);
   // Encoded literals are not the literal.
   EXPECT_EQ(router.match("GET", "/%61pi/v1/jobs").kind, Kind::kNotFound);
+}
+
+TEST(RouterTest, TraversalInAnyEncodingIsABadPath) {
+  const Router router = make_router();
+  for (const char* path :
+       {"/api/v1/jobs/..", "/api/v1/jobs/.", "/api/v1/jobs/%2e%2e", "/api/v1/jobs/%2E.",
+        "/api/v1/jobs/..%2f..%2fetc%2fpasswd", "/api/v1/jobs/%2e%2e%2f", "/api/v1/jobs/..%5c", "/api/v1/jobs/..\\..\\x",
+        "/api/v1/jobs/%c0%ae%c0%ae", "/api/v1/jobs/%c0%af", "/api/v1/jobs/%e0%80%ae", "/api/v1/jobs/%ed%a0%80",
+        "/api/v1/jobs/%ff", "/api/v1/jobs/a%0d%0ab", "/api/v1/jobs/a%7f", "/api/v1/jobs/x/../../../etc/passwd",
+        "/../health", "/./health", "/api/v1/jobs/%2e%2e/cancel"}) {
+    EXPECT_EQ(router.match("GET", path).kind, Kind::kBadPath) << path;
+    EXPECT_EQ(router.match("POST", path).kind, Kind::kBadPath) << path;
+  }
+}
+
+TEST(RouterTest, HeadIsServedByThePlainGetRoute) {
+  const Router router = make_router();
+  auto match = router.match("HEAD", "/health");
+  ASSERT_EQ(match.kind, Kind::kFound);
+  EXPECT_EQ(match.route->pattern, "/health");
+  match = router.match("HEAD", "/api/v1/jobs/j1");
+  ASSERT_EQ(match.kind, Kind::kFound);
+  EXPECT_EQ(match.params.at("id"), "j1");
+  // Not an SSE stream, and not a POST-only route.
+  match = router.match("HEAD", "/api/v1/jobs/j1/stream");
+  EXPECT_EQ(match.kind, Kind::kMethodNotAllowed);
+  EXPECT_EQ(match.allow, "GET");
+  match = router.match("HEAD", "/api/v1/jobs/j1/cancel");
+  EXPECT_EQ(match.kind, Kind::kMethodNotAllowed);
+  EXPECT_EQ(match.allow, "POST");
 }
 
 TEST(RouterTest, UnknownPathsAndWrongMethods) {
@@ -70,7 +104,7 @@ TEST(RouterTest, UnknownPathsAndWrongMethods) {
 
   auto match = router.match("DELETE", "/api/v1/jobs");
   EXPECT_EQ(match.kind, Kind::kMethodNotAllowed);
-  EXPECT_EQ(match.allow, "GET, POST");
+  EXPECT_EQ(match.allow, "GET, HEAD, POST");
   match = router.match("GET", "/api/v1/jobs/x/cancel");
   EXPECT_EQ(match.kind, Kind::kMethodNotAllowed);
   EXPECT_EQ(match.allow, "POST");

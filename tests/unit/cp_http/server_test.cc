@@ -88,7 +88,7 @@ TEST(HttpServerTest, UnknownRouteIs404AndWrongMethodIs405WithAllow) {
   response = client.read_response();
   ASSERT_TRUE(response.has_value());
   EXPECT_EQ(response->status, 405);
-  EXPECT_EQ(response->headers.at("allow"), "GET, POST");
+  EXPECT_EQ(response->headers.at("allow"), "GET, HEAD, POST");
   EXPECT_EQ(body_of(*response)["code"], "method_not_allowed");
 
   client.send(get_request("/api/v1/jobs/%zz"));
@@ -96,6 +96,31 @@ TEST(HttpServerTest, UnknownRouteIs404AndWrongMethodIs405WithAllow) {
   ASSERT_TRUE(response.has_value());
   EXPECT_EQ(response->status, 400);
   EXPECT_EQ(body_of(*response)["code"], "bad_request");
+}
+
+// Load balancers probe with HEAD: the GET answer's status and headers, no
+// body, and the kept-alive connection stays in step for the next request.
+TEST(HttpServerTest, HeadAnswersLikeGetWithoutABody) {
+  auto server = start_server(echo_router());
+  RawClient client(server->port());
+  ASSERT_TRUE(client.connected());
+  client.send("HEAD /api/v1/jobs/j1 HTTP/1.1\r\nHost: x\r\n\r\n" + get_request("/api/v1/jobs/j2") +
+              "HEAD /nowhere HTTP/1.1\r\nHost: x\r\n\r\n" + get_request("/api/v1/jobs/j3"));
+  ASSERT_TRUE(client.read_until("\r\n\r\n"));
+  const std::string head = client.buffered().substr(0, client.buffered().find("\r\n\r\n") + 4);
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 ", 0), 0u) << head;
+  EXPECT_NE(head.find("Content-Length: "), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Length: 0\r\n"), std::string::npos) << head;  // the GET body's length
+  // The very next bytes are the GET's answer: no body was sent for the HEAD.
+  ASSERT_TRUE(client.read_until("\"id\":\"j2\""));
+  EXPECT_EQ(client.buffered().substr(head.size(), 13), "HTTP/1.1 200 ") << client.buffered();
+  // The server's own errors to a HEAD have no body either.
+  ASSERT_TRUE(client.read_until("\"id\":\"j3\""));
+  const std::string& all = client.buffered();
+  const size_t not_found = all.find("HTTP/1.1 404 ");
+  ASSERT_NE(not_found, std::string::npos) << all;
+  const size_t next = all.find("\r\n\r\n", not_found) + 4;
+  EXPECT_EQ(all.substr(next, 13), "HTTP/1.1 200 ") << all;
 }
 
 TEST(HttpServerTest, BodyOverTheCapIs413ByContentLengthBeforeReadingIt) {
@@ -144,6 +169,72 @@ TEST(HttpServerTest, ChunkedBodyOverTheCapIs413) {
   EXPECT_EQ(body_of(*accepted)["body"], "abcde");
 }
 
+// What a chunked body carries besides its data (extensions, trailer fields)
+// is bounded too: both used to be read for as long as the client sent them.
+TEST(HttpServerTest, EndlessTrailersAndChunkExtensionsAreCut) {
+  ServerOptions options = test_options();
+  options.max_body_bytes = 1024;
+  options.max_header_bytes = 2048;
+  auto server = start_server(echo_router(), options);
+  const std::string head = "POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+  RawClient trailers(server->port());
+  trailers.send(head + "2\r\n{}\r\n0\r\n");
+  for (int i = 0; i < 20000 && trailers.send("X-Trailer: vvvvvvvvvvvvvvvv\r\n"); ++i) {
+  }
+  auto response = trailers.read_response();
+  ASSERT_TRUE(response.has_value()) << trailers.buffered().substr(0, 200);
+  EXPECT_EQ(response->status, 400);
+  EXPECT_EQ(body_of(*response)["code"], "bad_request");
+
+  // Many chunks, each with a long extension: complete, parsed one by one,
+  // and no body data to speak of.
+  RawClient extensions(server->port());
+  extensions.send(head);
+  for (int i = 0; i < 2000 && extensions.send("1;e=" + std::string(200, 'v') + "\r\nx\r\n"); ++i) {
+    if (i % 100 == 0) std::this_thread::sleep_for(1ms);
+  }
+  response = extensions.read_response();
+  ASSERT_TRUE(response.has_value()) << extensions.buffered().substr(0, 200);
+  EXPECT_EQ(response->status, 413);
+  EXPECT_EQ(body_of(*response)["code"], "body_too_large");
+
+  RawClient extension(server->port());
+  extension.send(head + "2");
+  for (int i = 0; i < 20000 && extension.send(";ext=vvvvvvvvvvvvvvvvvvvvvvvv"); ++i) {
+  }
+  response = extension.read_response();
+  ASSERT_TRUE(response.has_value()) << extension.buffered().substr(0, 200);
+  EXPECT_EQ(response->status, 400);
+  EXPECT_EQ(body_of(*response)["code"], "bad_request");
+
+  // Small extensions and trailers are still fine.
+  RawClient fine(server->port());
+  fine.send(head + "3;a=b\r\nabc\r\n0\r\nX-T: 1\r\n\r\n");
+  response = fine.read_response();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 202);
+  EXPECT_EQ(body_of(*response)["body"], "abc");
+}
+
+// RFC 9112 6.1: a Transfer-Encoding whose last coding is not chunked leaves
+// the body length unknowable; reading none and parsing the rest as the next
+// request is how requests get smuggled past a proxy.
+TEST(HttpServerTest, TransferEncodingNotEndingInChunkedIs400AndClosed) {
+  auto server = start_server(echo_router());
+  for (const char* coding : {"gzip", "chunked, gzip", "identity", "xchunked"}) {
+    RawClient client(server->port());
+    client.send(std::string("POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ") + coding +
+                "\r\n\r\n0\r\n\r\nGET /api/v1/jobs/smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    const auto response = client.read_response();
+    ASSERT_TRUE(response.has_value()) << coding;
+    EXPECT_EQ(response->status, 400) << coding;
+    EXPECT_EQ(body_of(*response)["code"], "bad_request") << coding;
+    EXPECT_TRUE(client.wait_closed()) << coding;
+    EXPECT_EQ(client.buffered().find("smuggled"), std::string::npos) << coding;
+  }
+}
+
 TEST(HttpServerTest, HeadersOverTheCapAre431) {
   ServerOptions options = test_options();
   options.max_header_bytes = 4096;
@@ -155,6 +246,38 @@ TEST(HttpServerTest, HeadersOverTheCapAre431) {
   EXPECT_EQ(response->status, 431);
   EXPECT_EQ(body_of(*response)["code"], "header_too_large");
   EXPECT_TRUE(client.wait_closed());
+}
+
+// The cap is on the head as a whole: many small fields, each complete and
+// arriving in separate writes, used to pass it (Beast 1.74 only checks what
+// is left unparsed of each read) and pile up until the header timeout.
+TEST(HttpServerTest, ManySmallHeaderFieldsOverTheCapAre431) {
+  ServerOptions options = test_options();
+  options.max_header_bytes = 4096;
+  auto server = start_server(echo_router(), options);
+  RawClient client(server->port());
+  ASSERT_TRUE(client.send("GET /api/v1/jobs/x HTTP/1.1\r\nHost: x\r\n"));
+  bool cut = false;
+  for (int i = 0; i < 2000 && !cut; ++i) {
+    cut = !client.send("X-Small-" + std::to_string(i) + ": v\r\n");
+    if (i % 50 == 0) std::this_thread::sleep_for(1ms);  // separate reads on the server side
+  }
+  client.send("\r\n");
+  const auto response = client.read_response();
+  ASSERT_TRUE(response.has_value()) << client.buffered().substr(0, 300);
+  EXPECT_EQ(response->status, 431);
+  EXPECT_EQ(body_of(*response)["code"], "header_too_large");
+  EXPECT_TRUE(client.wait_closed());
+
+  // A head just under the cap, sent in pieces, is still served.
+  RawClient fine(server->port());
+  ASSERT_TRUE(fine.send("GET /api/v1/jobs/y HTTP/1.1\r\nHost: x\r\n"));
+  for (int i = 0; i < 100; ++i) fine.send("X-F" + std::to_string(i) + ": v\r\n");
+  fine.send("\r\n");
+  const auto served = fine.read_response();
+  ASSERT_TRUE(served.has_value());
+  EXPECT_EQ(served->status, 200);
+  EXPECT_EQ(body_of(*served)["id"], "y");
 }
 
 TEST(HttpServerTest, MalformedRequestIs400) {

@@ -262,6 +262,32 @@ TEST(Argv, HasTheSafetyOptionsBeforeTheInput) {
   }
 }
 
+TEST(Argv, MaxPixelsGoesBeforeTheInputOnlyWhenSet) {
+  auto catalog = preset::Catalog::builtin();
+  EncodeRequest r;
+  r.preset = catalog.find("480p_h264");
+  r.input = "/jobs/j1/in.mp4";
+  r.output_dir = "/jobs/j1/out";
+  EXPECT_THAT(build_ffmpeg_argv(r), Not(Contains("-max_pixels")));
+  r.limits.max_frame_pixels = 1920 * 1080;
+  auto argv = build_ffmpeg_argv(r);
+  auto at = [&](std::string_view flag) { return std::find(argv.begin(), argv.end(), flag) - argv.begin(); };
+  ASSERT_LT(at("-max_pixels"), at("-i"));
+  EXPECT_EQ(argv[at("-max_pixels") + 1], "2073600");
+  r.limits.max_frame_pixels = 1ull << 40;  // beyond ffmpeg's int option: capped, not wrapped
+  argv = build_ffmpeg_argv(r);
+  EXPECT_EQ(argv[at("-max_pixels") + 1], "2147483647");
+}
+
+TEST_F(Encode, FrameLargerThanMaxPixelsFailsAsInputTooLarge) {
+  auto r = request("480p_h264", Clips::av(), true);
+  r.limits.max_frame_pixels = 100 * 100;  // the clip's frames are larger
+  auto s = encode(r, nullptr);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(error_code(s), "input_too_large") << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("MAX_INPUT_PIXELS=10000"));
+}
+
 TEST_F(Encode, EverySingleFilePreset) {
   for (auto [name, height] : {std::pair{"720p_h264", 720}, {"1080p_h264", 1080}, {"480p_h264", 480}}) {
     SCOPED_TRACE(name);
