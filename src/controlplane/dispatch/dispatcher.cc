@@ -130,6 +130,7 @@ absl::StatusOr<store::CreateResult> Dispatcher::submit(JobRecord job) {
   job.sequence = 1;
 
   if (pool_.size() == 0) return unavailable("no_worker_configured", "no worker is configured (WORKER_NODES)");
+  const std::string job_id = job.job_id;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return unavailable("dispatcher_stopped", "the control plane is shutting down");
@@ -140,21 +141,25 @@ absl::StatusOr<store::CreateResult> Dispatcher::submit(JobRecord job) {
       }
     }
     ++reserved_;
+    in_transit_.insert(job_id);
   }
+  const auto give_up = [&] {
+    std::lock_guard lock(mu_);
+    --reserved_;
+    arrived_locked(job_id);
+  };
   balancer::WorkerClient* preferred = nullptr;
   if (options_.queue_limit == 0) {
     auto worker = pool_.select(job.spec.output.storage, job.spec.preset);
     if (!worker.ok()) {
-      std::lock_guard lock(mu_);
-      --reserved_;
+      give_up();
       return worker.status();
     }
     preferred = *worker;
   }
   auto created = store_.create(job);
   if (!created.ok() || !created->created) {
-    std::lock_guard lock(mu_);
-    --reserved_;
+    give_up();
     return created;
   }
   // Reported before the job can be dispatched, so that on_change sees its
@@ -164,6 +169,7 @@ absl::StatusOr<store::CreateResult> Dispatcher::submit(JobRecord job) {
     std::lock_guard lock(mu_);
     --reserved_;
     enqueue_locked(created->job, "", preferred);
+    arrived_locked(job_id);
   }
   log::debug("job queued", {{"job_id", created->job.job_id},
                             {"preset", created->job.spec.preset},
@@ -173,9 +179,18 @@ absl::StatusOr<store::CreateResult> Dispatcher::submit(JobRecord job) {
 
 absl::StatusOr<JobRecord> Dispatcher::cancel(const std::string& job_id) {
   std::unique_lock lock(mu_);
+  if (in_transit_.count(job_id) != 0) {
+    // Neither queued nor running right now, yet not finished: looking in the
+    // store would find it "queued" and unknown here.
+    ++stats_.cancel_waits;
+    ++transit_waiters_;
+    transit_cv_.wait(lock, [&] { return in_transit_.count(job_id) == 0; });
+    --transit_waiters_;
+  }
   if (auto it = queue_keys_.find(job_id); it != queue_keys_.end()) {
     auto node = queue_.extract(it->second);
     queue_keys_.erase(it);
+    in_transit_.insert(job_id);
     lock.unlock();
     JobRecord job = node.mapped().job;
     job.status = JobStatus::kCancelled;
@@ -189,7 +204,12 @@ absl::StatusOr<JobRecord> Dispatcher::cancel(const std::string& job_id) {
       // Not cancelled after all: the store still says queued.
       std::lock_guard relock(mu_);
       enqueue_locked(node.mapped().job, node.mapped().avoid, nullptr);
+      arrived_locked(job_id);
       return s;
+    }
+    {
+      std::lock_guard relock(mu_);
+      arrived_locked(job_id);
     }
     publish(job, true, Write::kNone);
     log::info("job cancelled while queued", {{"job_id", job_id}});
@@ -233,7 +253,8 @@ absl::StatusOr<JobRecord> Dispatcher::cancel(const std::string& job_id) {
 
 // ---- queue --------------------------------------------------------------------
 
-void Dispatcher::enqueue_locked(JobRecord job, std::string avoid, balancer::WorkerClient* preferred) {
+void Dispatcher::enqueue_locked(JobRecord job, std::string avoid, balancer::WorkerClient* preferred,
+                                Clock::time_point not_before) {
   if (queue_keys_.count(job.job_id) != 0 || running_.count(job.job_id) != 0) return;
   const QueueKey key{-job.spec.priority, job.created_ms, next_order_++};
   // The dispatch loop is woken only when it may have something new to do:
@@ -241,7 +262,7 @@ void Dispatcher::enqueue_locked(JobRecord job, std::string avoid, balancer::Work
   const bool wake = queue_.empty() || failed_needs_.count(needs_key(job)) == 0;
   if (wake) new_needs_ = true;
   queue_keys_[job.job_id] = key;
-  queue_.emplace(key, QueuedJob{std::move(job), std::move(avoid), preferred});
+  queue_.emplace(key, QueuedJob{std::move(job), std::move(avoid), preferred, not_before});
   if (wake) cv_.notify_all();
 }
 
@@ -359,9 +380,16 @@ void Dispatcher::dispatch_loop() {
     std::set<std::string> failed;
     bool pass_again = false;  // something was dispatched, or the queue changed under us
     size_t scanned = 0;
+    const auto pass_started = Clock::now();
+    auto backoff_ends = Clock::time_point::max();  // the first job in retry backoff to become due
     auto it = queue_.begin();
     while (!stopping_ && it != queue_.end() && scanned < kMaxScan && failed.size() < kMaxNeedsPerPass) {
       ++scanned;
+      if (it->second.not_before > pass_started) {
+        backoff_ends = std::min(backoff_ends, it->second.not_before);
+        ++it;
+        continue;
+      }
       const QueueKey key = it->first;
       const std::string needs = needs_key(it->second.job);
       if (failed.count(needs) != 0) {
@@ -400,7 +428,12 @@ void Dispatcher::dispatch_loop() {
     }
     if (pass_again) continue;
     failed_needs_ = std::move(failed);
-    cv_.wait_for(lock, options_.retry_delay,
+    auto wait = options_.retry_delay;
+    if (backoff_ends != Clock::time_point::max()) {
+      const auto until_due = std::chrono::ceil<std::chrono::milliseconds>(backoff_ends - Clock::now());
+      wait = std::max(std::chrono::milliseconds(1), std::min(until_due, wait));
+    }
+    cv_.wait_for(lock, wait,
                  [this, generation] { return stopping_ || capacity_generation_ != generation || new_needs_; });
   }
 }
@@ -761,7 +794,8 @@ void Dispatcher::finish_from_worker(const std::shared_ptr<RunningJob>& r, const 
       if (timed_out) {
         fail("timeout", "job exceeded its time limit");
       } else if (!cancel_requested && is_retryable(code)) {
-        lose(r, "worker failed it (" + (code.empty() ? std::string("no code") : code) + "): " + event.error(), false);
+        lose(r, "worker failed it (" + (code.empty() ? std::string("no code") : code) + "): " + event.error(), false,
+             is_retried_after_backoff(code));
       } else {
         fail(code.empty() ? "job_failed" : code, event.error().empty() ? "job failed" : event.error());
       }
@@ -795,7 +829,7 @@ void Dispatcher::finalize(const std::shared_ptr<RunningJob>& r, const std::funct
                              {"worker", copy.worker_address}});
 }
 
-void Dispatcher::lose(const std::shared_ptr<RunningJob>& r, const std::string& reason, bool orphaned) {
+void Dispatcher::lose(const std::shared_ptr<RunningJob>& r, const std::string& reason, bool orphaned, bool backoff) {
   int attempts;
   {
     std::lock_guard lock(mu_);
@@ -813,10 +847,10 @@ void Dispatcher::lose(const std::shared_ptr<RunningJob>& r, const std::string& r
     });
     return;
   }
-  requeue(r, true, reason);
+  requeue(r, true, reason, backoff);
 }
 
-void Dispatcher::requeue(const std::shared_ptr<RunningJob>& r, bool counted, const std::string& message) {
+void Dispatcher::requeue(const std::shared_ptr<RunningJob>& r, bool counted, const std::string& message, bool backoff) {
   // A job cancelled (or timed out) while it lost its worker ends here rather
   // than going back to the queue.
   const auto end_instead = [&](bool timed_out) {
@@ -839,12 +873,18 @@ void Dispatcher::requeue(const std::shared_ptr<RunningJob>& r, bool counted, con
   bool changed = false;
   std::string avoid;
   std::optional<bool> end_timed_out;
+  Clock::time_point not_before{};
   {
     std::lock_guard lock(mu_);
     if (r->cancel_requested || r->timed_out) {
       end_timed_out = r->timed_out;
     } else {
       JobRecord& job = r->job;
+      if (backoff) {
+        const int doublings = std::clamp(job.attempts - 1, 0, 20);
+        const auto delay = std::min(options_.retry_backoff * (int64_t{1} << doublings), options_.retry_backoff_max);
+        not_before = Clock::now() + delay;
+      }
       changed = job.status != JobStatus::kQueued;
       if (!counted) job.attempts = std::max(0, job.attempts - 1);
       avoid = job.worker_address;
@@ -868,7 +908,7 @@ void Dispatcher::requeue(const std::shared_ptr<RunningJob>& r, bool counted, con
     std::lock_guard lock(mu_);
     if (!r->cancel_requested) {
       release_locked(r);
-      enqueue_locked(copy, avoid, nullptr);
+      enqueue_locked(copy, avoid, nullptr, not_before);
       requeued = true;
     }
   }
@@ -876,7 +916,11 @@ void Dispatcher::requeue(const std::shared_ptr<RunningJob>& r, bool counted, con
     end_instead(false);  // cancelled while it was being requeued
     return;
   }
-  log::warn("job requeued", {{"job_id", copy.job_id}, {"reason", message}, {"attempts", copy.attempts}});
+  const auto backoff_ms = std::chrono::duration_cast<std::chrono::milliseconds>(not_before - Clock::now()).count();
+  log::warn("job requeued", {{"job_id", copy.job_id},
+                             {"reason", message},
+                             {"attempts", copy.attempts},
+                             {"retry_in_ms", std::max<int64_t>(0, backoff_ms)}});
 }
 
 void Dispatcher::detach(const std::shared_ptr<RunningJob>& r) {
@@ -889,6 +933,11 @@ void Dispatcher::release_locked(const std::shared_ptr<RunningJob>& r) {
   if (r->thread.joinable()) finished_threads_.push_back(std::move(r->thread));
   ++capacity_generation_;
   cv_.notify_all();
+}
+
+void Dispatcher::arrived_locked(const std::string& job_id) {
+  in_transit_.erase(job_id);
+  if (transit_waiters_ > 0) transit_cv_.notify_all();
 }
 
 void Dispatcher::publish(const JobRecord& job, bool status_changed, Write write) {

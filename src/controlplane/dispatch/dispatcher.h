@@ -22,6 +22,12 @@
 //   max_attempts, then FAILED "max_attempts_exceeded". Deterministic failures
 //   are final at once. A worker refusing the job for lack of room
 //   (RESOURCE_EXHAUSTED, draining) puts it back without counting an attempt.
+//   A job lost with its worker goes to another worker at once; one the worker
+//   failed for its surroundings (is_retried_after_backoff: the object store
+//   down, a full disk) waits retry_backoff × 2^(attempts−1), at most
+//   retry_backoff_max, before it can be dispatched again, so that an outage
+//   of a dependency every worker shares does not use up max_attempts within
+//   seconds (the wait is not persisted: a restart dispatches it at once).
 // - JobRecord.sequence grows by one with every change reported to on_change,
 //   across attempts (a usable SSE event id).
 // - on_change is called from the dispatcher's threads and from submit() and
@@ -54,20 +60,23 @@ struct DispatchOptions {
   // "queue_full"). 0 = the original: UNAVAILABLE "no_worker_available" at once
   // unless a worker has room right now.
   int queue_limit = 1000;
-  int max_attempts = 3;                               // MAX_ATTEMPTS
-  std::chrono::milliseconds job_timeout{3600000};     // JOB_TIMEOUT, per attempt
-  std::chrono::milliseconds retry_delay{1000};        // re-selection when no worker had room
+  int max_attempts = 3;                            // MAX_ATTEMPTS
+  std::chrono::milliseconds job_timeout{3600000};  // JOB_TIMEOUT, per attempt
+  std::chrono::milliseconds retry_delay{1000};     // re-selection when no worker had room
+  std::chrono::milliseconds retry_backoff{5000};   // before the 2nd attempt after a failure; doubles
+  std::chrono::milliseconds retry_backoff_max{60000};
   std::chrono::milliseconds reattach_timeout{10000};  // a broken stream's worker gets this long to be reachable
   std::chrono::milliseconds cancel_grace{10000};      // a cancelled job's worker gets this long to confirm
   std::chrono::milliseconds rpc_timeout{5000};        // CancelJob
 };
 
 struct DispatchStats {
-  uint64_t dispatched = 0;  // jobs handed to a worker (SubmitJob admitted)
-  uint64_t refused = 0;     // SubmitJob refused for room (RESOURCE_EXHAUSTED, draining)
-  uint64_t requeued = 0;    // lost workers and retryable failures sent back to the queue
-  uint64_t reattached = 0;  // WatchJob streams opened (restart or broken stream)
-  uint64_t timed_out = 0;   // jobs failed with "timeout" by JOB_TIMEOUT
+  uint64_t dispatched = 0;    // jobs handed to a worker (SubmitJob admitted)
+  uint64_t refused = 0;       // SubmitJob refused for room (RESOURCE_EXHAUSTED, draining)
+  uint64_t requeued = 0;      // lost workers and retryable failures sent back to the queue
+  uint64_t reattached = 0;    // WatchJob streams opened (restart or broken stream)
+  uint64_t timed_out = 0;     // jobs failed with "timeout" by JOB_TIMEOUT
+  uint64_t cancel_waits = 0;  // cancels that waited for the job to be queued or for another cancel of it
 };
 
 using ChangeCallback = std::function<void(const model::JobRecord& job, bool status_changed)>;
@@ -92,8 +101,11 @@ class Dispatcher {
   // A queued job is cancelled at once. A running one gets CancelJob on its
   // worker and becomes CANCELLED when the worker confirms, or after
   // cancel_grace; the record returned is then still the running one.
-  // Idempotent for a cancelled job; FAILED_PRECONDITION "job_finished" for a
-  // completed or failed one; NOT_FOUND "job_not_found" for an unknown id.
+  // Idempotent for a cancelled job, concurrent cancels of one job included;
+  // FAILED_PRECONDITION "job_finished" for a completed or failed one;
+  // NOT_FOUND "job_not_found" for an unknown id. A job submit() is still
+  // storing, or another cancel is taking out of the queue, is waited for.
+  // UNAVAILABLE "dispatcher_not_started" only before start() loaded the job.
   absl::StatusOr<model::JobRecord> cancel(const std::string& job_id);
 
   // Loads every unfinished job from the store (queued ones are queued; ones
@@ -119,8 +131,9 @@ class Dispatcher {
   };
   struct QueuedJob {
     model::JobRecord job;
-    std::string avoid;                            // the worker that lost it
-    balancer::WorkerClient* preferred = nullptr;  // chosen at submit (queue_limit 0)
+    std::string avoid;                                   // the worker that lost it
+    balancer::WorkerClient* preferred = nullptr;         // chosen at submit (queue_limit 0)
+    std::chrono::steady_clock::time_point not_before{};  // retry backoff
   };
   struct RunningJob;
   struct StreamOutcome;
@@ -131,7 +144,8 @@ class Dispatcher {
     std::chrono::steady_clock::time_point expires;
   };
 
-  void enqueue_locked(model::JobRecord job, std::string avoid, balancer::WorkerClient* preferred);
+  void enqueue_locked(model::JobRecord job, std::string avoid, balancer::WorkerClient* preferred,
+                      std::chrono::steady_clock::time_point not_before = {});
   std::shared_ptr<RunningJob> start_running_locked(model::JobRecord job, balancer::WorkerClient* worker, bool reattach);
   void dispatch_loop();
   void housekeeping_loop();
@@ -144,10 +158,12 @@ class Dispatcher {
   void finish_from_worker(const std::shared_ptr<RunningJob>& r, const ::worker::v1::JobProgress& event);
   // Terminal states and requeues; each removes the job from running_.
   void finalize(const std::shared_ptr<RunningJob>& r, const std::function<void(model::JobRecord&)>& mutate);
-  void lose(const std::shared_ptr<RunningJob>& r, const std::string& reason, bool orphaned);
-  void requeue(const std::shared_ptr<RunningJob>& r, bool counted, const std::string& message);
+  // `backoff`: the job waits (retry_backoff, doubling per attempt) before it is dispatched again.
+  void lose(const std::shared_ptr<RunningJob>& r, const std::string& reason, bool orphaned, bool backoff = false);
+  void requeue(const std::shared_ptr<RunningJob>& r, bool counted, const std::string& message, bool backoff = false);
   void detach(const std::shared_ptr<RunningJob>& r);  // stop(): forget without touching the record
   void release_locked(const std::shared_ptr<RunningJob>& r);
+  void arrived_locked(const std::string& job_id);  // leaves in_transit_
   void signal_admission(const std::shared_ptr<RunningJob>& r, bool admitted);
   enum class Write { kNone, kCheckpoint, kDurable };
   // Writes the change to the store as told, then reports it to on_change.
@@ -168,6 +184,13 @@ class Dispatcher {
   uint64_t next_order_ = 0;
   size_t reserved_ = 0;  // submissions between the queue_limit check and the enqueue
   std::unordered_map<std::string, std::shared_ptr<RunningJob>> running_;
+  // Jobs on their way between the store and the queue, in neither queue_ nor
+  // running_ although the store says queued: stored by submit() but not
+  // queued yet, or taken out of the queue by cancel() and not yet stored as
+  // cancelled. A cancel() of one waits on transit_cv_ until it has arrived.
+  std::set<std::string> in_transit_;
+  std::condition_variable transit_cv_;
+  int transit_waiters_ = 0;
   std::vector<std::thread> finished_threads_;
   std::vector<Orphan> orphans_;
   // What the dispatch loop waits for after a pass that found no worker.

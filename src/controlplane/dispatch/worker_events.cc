@@ -90,4 +90,9 @@ bool is_retryable(const std::string& error_code) {
   return false;
 }
 
+bool is_retried_after_backoff(const std::string& error_code) {
+  if (error_code == "worker_shutdown" || error_code == "worker_draining" || error_code == "worker_full") return false;
+  return is_retryable(error_code);
+}
+
 }  // namespace flux::controlplane::dispatch

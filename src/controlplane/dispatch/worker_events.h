@@ -36,4 +36,12 @@ nlohmann::json phase_durations(const v1::JobResult& result);
 // storage_unsupported, timeout, cancelled, invalid requests.
 bool is_retryable(const std::string& error_code);
 
+// Whether a retryable failure is about what the job needs around it (the
+// object store, the disk, a helper program) rather than about the worker's
+// availability: another attempt at once, on any worker, would likely meet
+// the same trouble, so it waits first. False for worker_shutdown,
+// worker_draining and worker_full (another worker takes the job at once) and
+// for every failure that is not retryable.
+bool is_retried_after_backoff(const std::string& error_code);
+
 }  // namespace flux::controlplane::dispatch

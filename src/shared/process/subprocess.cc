@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -151,6 +152,7 @@ struct ChildPlan {
   int fallback_max_fd = 1024;
   // -1 = keep the inherited niceness.
   int niceness = -1;
+  pid_t parent = 0;  // set when the child must die with the spawning thread
   const SpawnOptions* opts = nullptr;
 };
 
@@ -165,6 +167,12 @@ struct ChildPlan {
 [[noreturn]] void run_child(const ChildPlan& plan) {
   auto fail = [&plan]() { child_failed(plan.exec_error_fd); };
   ::setpgid(0, 0);
+  if (plan.parent != 0) {
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) fail();
+    // The parent may have died between fork and prctl: then nobody would
+    // send the signal.
+    if (::getppid() != plan.parent) ::_exit(127);
+  }
   if (::dup2(plan.stdin_fd, 0) < 0 || ::dup2(plan.stdout_fd, 1) < 0 || ::dup2(plan.stderr_fd, 2) < 0) fail();
   if (plan.progress_target >= 3 && ::dup2(plan.progress_src, plan.progress_target) < 0) fail();
 
@@ -273,6 +281,8 @@ absl::StatusOr<Subprocess> Subprocess::spawn(SpawnOptions opts) {
     int current = ::getpriority(PRIO_PROCESS, 0);
     if (errno == 0 && std::min(opts.nice, 19) > current) plan.niceness = std::min(opts.nice, 19);
   }
+
+  if (opts.die_with_spawning_thread) plan.parent = ::getpid();
 
   pid_t pid = ::fork();
   if (pid < 0) return spawn_error("fork: " + errno_text(errno));

@@ -52,6 +52,11 @@ struct SpawnOptions {
   // lowering it would need privileges, so a parent already nicer than this
   // passes its own niceness on. 0 = the parent's.
   int nice = 0;
+  // SIGKILL the child when the thread that spawned it ends, which includes the
+  // parent being SIGKILLed: a killed worker leaves no ffmpeg behind, without
+  // waiting for its destructor. The thread that spawns must then outlive the
+  // child (spawn and wait on one thread, as run() and the encoder do).
+  bool die_with_spawning_thread = true;
 };
 
 // A running child. Move-only. The destructor SIGKILLs the child's whole

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 
@@ -162,6 +163,7 @@ class DispatcherFixture : public ::testing::Test {
   DispatchOptions fast_options() const {
     DispatchOptions options;
     options.retry_delay = 200ms;
+    options.retry_backoff = 300ms;
     options.reattach_timeout = 1s;
     options.cancel_grace = 8s;
     options.rpc_timeout = 2s;
@@ -669,12 +671,147 @@ TEST_F(DispatcherQueueTest, NoWorkerConfiguredRefusesEveryJob) {
   EXPECT_EQ(error_code(refused.status()), "no_worker_configured");
 }
 
+// ---- a job between the store and the queue ------------------------------------
+
+// The SQLite store with a gate: the next create(), or the next update() that
+// records a cancel, waits until release(), so that a test can act while a job
+// is stored but not queued, or out of the queue but not yet stored cancelled.
+class GatedStore final : public store::JobStore {
+ public:
+  enum class Gate { kNone, kCreate, kCancelUpdate };
+  explicit GatedStore(std::unique_ptr<store::JobStore> inner) : inner_(std::move(inner)) {}
+
+  void arm(Gate gate) {
+    std::lock_guard lock(mu_);
+    armed_ = gate;
+  }
+  bool wait_held(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [this] { return held_; });
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+  absl::StatusOr<store::CreateResult> create(const JobRecord& job) override {
+    pass(Gate::kCreate);
+    return inner_->create(job);
+  }
+  absl::StatusOr<JobRecord> get(const std::string& job_id) override { return inner_->get(job_id); }
+  absl::Status update(const JobRecord& job) override {
+    if (job.status == JobStatus::kCancelled) pass(Gate::kCancelUpdate);
+    return inner_->update(job);
+  }
+  void checkpoint_progress(const std::string& job_id, double progress, const std::string& phase,
+                           const std::string& message, uint64_t sequence) override {
+    inner_->checkpoint_progress(job_id, progress, phase, message, sequence);
+  }
+  absl::StatusOr<store::ListPage> list(const store::ListQuery& query) override { return inner_->list(query); }
+  absl::StatusOr<std::vector<JobRecord>> load_unfinished() override { return inner_->load_unfinished(); }
+  absl::StatusOr<std::vector<JobRecord>> load_undelivered_webhooks() override {
+    return inner_->load_undelivered_webhooks();
+  }
+  absl::StatusOr<int64_t> count(JobStatus status) override { return inner_->count(status); }
+  absl::Status flush() override { return inner_->flush(); }
+  store::StoreStats stats() override { return inner_->stats(); }
+
+ private:
+  void pass(Gate gate) {
+    std::unique_lock lock(mu_);
+    if (armed_ != gate) return;
+    armed_ = Gate::kNone;
+    held_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return released_; });
+  }
+
+  std::unique_ptr<store::JobStore> inner_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Gate armed_ = Gate::kNone;
+  bool held_ = false;
+  bool released_ = false;
+};
+
+class DispatcherTransitTest : public DispatcherQueueTest {
+ protected:
+  void SetUp() override {
+    DispatcherQueueTest::SetUp();
+    auto gated = std::make_unique<GatedStore>(std::move(store));
+    gate = gated.get();
+    store = std::move(gated);
+    make_dispatcher(fast_options());
+    ASSERT_TRUE(dispatcher->start().ok());
+  }
+  void TearDown() override {
+    gate->release();  // never leave a caller blocked, whatever failed
+    DispatcherQueueTest::TearDown();
+  }
+
+  // Polls until `pending` has an answer or the dispatcher counted a cancel that waits.
+  void wait_answered_or_waiting(std::future<absl::StatusOr<JobRecord>>& pending, uint64_t waits) {
+    const auto end = Clock::now() + 10s;
+    while (pending.wait_for(10ms) != std::future_status::ready && dispatcher->stats().cancel_waits < waits &&
+           Clock::now() < end) {
+    }
+  }
+
+  GatedStore* gate = nullptr;
+};
+
+// Found by bench/chaos/load.py: two cancels of one queued job at once; the
+// second found the job neither queued nor running while the first was storing
+// the cancel, looked in the store, saw "queued" and answered
+// UNAVAILABLE "dispatcher_not_started" (a 500 to the client).
+TEST_F(DispatcherTransitTest, ConcurrentCancelsOfAQueuedJobBothAnswerCancelled) {
+  const std::string id = submit(job(kShort, kFastPreset));
+  gate->arm(GatedStore::Gate::kCancelUpdate);
+  auto first = std::async(std::launch::async, [&] { return dispatcher->cancel(id); });
+  ASSERT_TRUE(gate->wait_held(10s)) << "the first cancel never stored anything";
+  auto second = std::async(std::launch::async, [&] { return dispatcher->cancel(id); });
+  wait_answered_or_waiting(second, 1);
+  gate->release();
+  const auto a = first.get();
+  const auto b = second.get();
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(a->status, JobStatus::kCancelled);
+  EXPECT_EQ(b->status, JobStatus::kCancelled);
+  EXPECT_EQ(store->get(id)->status, JobStatus::kCancelled);
+  EXPECT_EQ(dispatcher->queued(), 0u);
+}
+
+// The same window at submission: the job is stored (and visible to a list or
+// a retried Idempotency-Key submission) before it is queued.
+TEST_F(DispatcherTransitTest, CancelOfAJobStillBeingSubmittedCancelsIt) {
+  JobRecord record = job(kShort, kFastPreset);
+  record.job_id = model::new_job_id();
+  const std::string id = record.job_id;
+  gate->arm(GatedStore::Gate::kCreate);
+  auto submitted = std::async(std::launch::async, [&] { return dispatcher->submit(record); });
+  ASSERT_TRUE(gate->wait_held(10s)) << "submit never stored the job";
+  auto cancelled = std::async(std::launch::async, [&] { return dispatcher->cancel(id); });
+  wait_answered_or_waiting(cancelled, 1);
+  gate->release();
+  const auto created = submitted.get();
+  ASSERT_TRUE(created.ok()) << created.status();
+  const auto answer = cancelled.get();
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, JobStatus::kCancelled);
+  EXPECT_EQ(store->get(id)->status, JobStatus::kCancelled);
+  EXPECT_EQ(dispatcher->queued(), 0u);
+}
+
 // ---- scripted in-process workers: refusals and failures on demand ------------
 
 // Answers GetStatus with room and plays one scripted outcome per SubmitJob.
 class ScriptedWorker final : public v1::WorkerService::Service {
  public:
-  enum class Outcome { kComplete, kRefuseFull, kFailRetryable, kRefuseRequest };
+  // kFailRetryable: worker_shutdown (the worker's own state); kFailUpload:
+  // upload_failed (the object store, which every worker shares).
+  enum class Outcome { kComplete, kRefuseFull, kFailRetryable, kFailUpload, kRefuseRequest };
   explicit ScriptedWorker(std::vector<Outcome> script) : script_(std::move(script)) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort(address_, grpc::InsecureServerCredentials());
@@ -684,6 +821,10 @@ class ScriptedWorker final : public v1::WorkerService::Service {
   ~ScriptedWorker() override { server_->Shutdown(std::chrono::system_clock::now() + 100ms); }
   const std::string& address() const { return address_; }
   int submits() const { return submits_; }
+  std::vector<Clock::time_point> submit_times() const {
+    std::lock_guard lock(mu_);
+    return submit_times_;
+  }
 
   grpc::Status GetStatus(grpc::ServerContext*, const v1::StatusRequest*, v1::WorkerStatus* out) override {
     out->set_current_jobs(0);
@@ -696,6 +837,10 @@ class ScriptedWorker final : public v1::WorkerService::Service {
   grpc::Status SubmitJob(grpc::ServerContext* context, const v1::JobRequest* request,
                          grpc::ServerWriter<v1::JobProgress>* writer) override {
     const size_t n = submits_++;
+    {
+      std::lock_guard lock(mu_);
+      submit_times_.push_back(Clock::now());
+    }
     const Outcome outcome = n < script_.size() ? script_[n] : Outcome::kComplete;
     if (outcome == Outcome::kRefuseFull) return {grpc::StatusCode::RESOURCE_EXHAUSTED, "worker is at capacity"};
     if (outcome == Outcome::kRefuseRequest) {
@@ -714,10 +859,11 @@ class ScriptedWorker final : public v1::WorkerService::Service {
     };
     writer->Write(send(v1::JOB_STATUS_QUEUED, v1::JOB_PHASE_QUEUED, 0));
     writer->Write(send(v1::JOB_STATUS_PROCESSING, v1::JOB_PHASE_ENCODING, 50));
-    if (outcome == Outcome::kFailRetryable) {
+    if (outcome == Outcome::kFailRetryable || outcome == Outcome::kFailUpload) {
       auto failed = send(v1::JOB_STATUS_FAILED, v1::JOB_PHASE_DONE, 50);
-      failed.set_error_code("worker_shutdown");
-      failed.set_error("worker stopped");
+      const bool upload = outcome == Outcome::kFailUpload;
+      failed.set_error_code(upload ? "upload_failed" : "worker_shutdown");
+      failed.set_error(upload ? "put s3://bucket/key: Couldn't connect to server" : "worker stopped");
       writer->Write(failed);
       return grpc::Status::OK;
     }
@@ -733,6 +879,8 @@ class ScriptedWorker final : public v1::WorkerService::Service {
   std::string address_ = "127.0.0.1:" + std::to_string(testing::free_port());
   std::unique_ptr<grpc::Server> server_;
   std::atomic<int> submits_{0};
+  mutable std::mutex mu_;
+  std::vector<Clock::time_point> submit_times_;
 };
 
 using Outcome = ScriptedWorker::Outcome;
@@ -761,6 +909,38 @@ TEST_F(DispatcherScriptedTest, RetryableFailureRunsAgainPreferringAnotherWorker)
   EXPECT_EQ(done.attempts, 2);
   EXPECT_EQ(done.worker_address, healthy.address());
   EXPECT_EQ(failing.submits(), 1);
+}
+
+// Found by bench/chaos/soak.py: with s3rver refusing connections for 10 s,
+// jobs failed "upload_failed" went straight back to a worker, failed again,
+// and used up their 3 attempts within 7 s; a 20 s outage failed them for good.
+TEST_F(DispatcherScriptedTest, FailureOfTheSharedStoreWaitsLongerBeforeEachAttempt) {
+  ScriptedWorker worker({Outcome::kFailUpload, Outcome::kFailUpload, Outcome::kComplete});
+  extra_addresses = {worker.address()};
+  DispatchOptions options = fast_options();
+  options.retry_backoff = 300ms;
+  make_dispatcher(options);
+  ASSERT_TRUE(dispatcher->start().ok());
+  const JobRecord done = wait_terminal(submit(job(kShort, kFastPreset)), 20s);
+  EXPECT_EQ(done.status, JobStatus::kCompleted);
+  EXPECT_EQ(done.attempts, 3);
+  const auto times = worker.submit_times();
+  ASSERT_EQ(times.size(), 3u);
+  EXPECT_GE(times[1] - times[0], 300ms) << "the 2nd attempt did not wait for the backoff";
+  EXPECT_GE(times[2] - times[1], 600ms) << "the backoff did not double";
+}
+
+TEST_F(DispatcherScriptedTest, JobOfAWorkerThatStopsGoesToAnotherWorkerWithoutBackoff) {
+  ScriptedWorker stopping({Outcome::kFailRetryable});
+  ScriptedWorker healthy({Outcome::kComplete});
+  extra_addresses = {stopping.address(), healthy.address()};
+  DispatchOptions options = fast_options();
+  options.retry_backoff = 60s;  // a backoff would outlast the wait below
+  make_dispatcher(options);
+  ASSERT_TRUE(dispatcher->start().ok());
+  const JobRecord done = wait_terminal(submit(job(kShort, kFastPreset)), 20s);
+  EXPECT_EQ(done.status, JobStatus::kCompleted);
+  EXPECT_EQ(done.attempts, 2);
 }
 
 TEST_F(DispatcherScriptedTest, GivesUpAfterMaxAttempts) {

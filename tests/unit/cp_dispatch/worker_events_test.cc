@@ -72,5 +72,20 @@ TEST(WorkerEvents, OnlyFailuresOfTheWorkerItselfAreRetried) {
   }
 }
 
+TEST(WorkerEvents, FailuresOfTheJobsSurroundingsWaitBeforeTheNextAttempt) {
+  for (const char* code : {"upload_failed", "io_error", "internal", "spawn_failed", "work_dir_unusable",
+                           "file_write_failed", "input_write_failed", ""}) {
+    EXPECT_TRUE(is_retried_after_backoff(code)) << code;
+  }
+  // The worker's own state: another worker takes the job at once.
+  for (const char* code : {"worker_shutdown", "worker_draining", "worker_full"}) {
+    EXPECT_FALSE(is_retried_after_backoff(code)) << code;
+  }
+  // Final anyway.
+  for (const char* code : {"encode_failed", "input_unreachable", "timeout", "cancelled"}) {
+    EXPECT_FALSE(is_retried_after_backoff(code)) << code;
+  }
+}
+
 }  // namespace
 }  // namespace flux::controlplane::dispatch

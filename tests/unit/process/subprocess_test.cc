@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -225,6 +226,38 @@ TEST(Spawn, DestructorKillsGroupAndReaps) {
   EXPECT_EQ(errno, ECHILD);
   EXPECT_TRUE(process_gone(child_pid));
   EXPECT_TRUE(wait_until_gone(grandchild));
+}
+
+// What a SIGKILLed worker looks like to its ffmpeg: the spawning thread is
+// gone and no destructor runs. The Subprocess is moved out of the thread so
+// that only the thread's end can stop the child.
+TEST(Spawn, ChildDiesWithTheThreadThatSpawnedIt) {
+  std::optional<Subprocess> child;
+  std::thread([&child] {
+    SpawnOptions opts;
+    opts.argv = {"/bin/sleep", "100"};
+    auto spawned = Subprocess::spawn(opts);
+    ASSERT_TRUE(spawned.ok()) << spawned.status();
+    child.emplace(std::move(*spawned));
+  }).join();
+  ASSERT_TRUE(child.has_value());
+  ExitStatus status = child->wait();
+  EXPECT_EQ(status.signal, SIGKILL) << status.describe();
+}
+
+TEST(Spawn, ChildMayOutliveItsThreadWhenAsked) {
+  std::optional<Subprocess> child;
+  std::thread([&child] {
+    SpawnOptions opts;
+    opts.argv = {"/bin/sleep", "100"};
+    opts.die_with_spawning_thread = false;
+    auto spawned = Subprocess::spawn(opts);
+    ASSERT_TRUE(spawned.ok()) << spawned.status();
+    child.emplace(std::move(*spawned));
+  }).join();
+  ASSERT_TRUE(child.has_value());
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(child->try_wait().has_value());
 }
 
 TEST(Spawn, GroupLeftoversAreKilledWhenTheChildExits) {
