@@ -6,7 +6,9 @@
 // the parent; the parent sends the same `--frame-bytes` frame to each, one
 // send() per socket, `--rounds` times with `--gap-ms` between rounds. The
 // child records the kernel arrival time of each frame on each socket. Two
-// processes, so that each has its own open-file limit.
+// processes, so that each has its own open-file limit. With `--threads T`
+// the sockets are split between T sending threads that start each round
+// together (the floor of a server writing on T threads).
 //
 // Prints one line "RESULT {"count":N,"rounds":R,"send_loop_p50_ms":..,
 // "last_arrival_p50_ms":..,"last_arrival_max_ms":..}" where last arrival is
@@ -26,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -139,7 +142,7 @@ int receive(const sockaddr_in& addr, int count, int rounds, size_t frame_bytes, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int count = 10000, rounds = 20, gap_ms = 200;
+  int count = 10000, rounds = 20, gap_ms = 200, threads = 1;
   size_t frame_bytes = 300;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i];
@@ -148,6 +151,7 @@ int main(int argc, char** argv) {
     if (key == "--rounds") rounds = value;
     if (key == "--gap-ms") gap_ms = value;
     if (key == "--frame-bytes") frame_bytes = static_cast<size_t>(value);
+    if (key == "--threads") threads = std::max(1, value);
   }
   if (!raise_nofile(static_cast<rlim_t>(count) + 64)) {
     std::fprintf(stderr, "open-file limit too low for %d sockets\n", count);
@@ -184,11 +188,25 @@ int main(int argc, char** argv) {
   if (!read_all(ready[0], &ok, 1)) return 1;
   const std::string frame(frame_bytes, 'x');
   std::vector<double> started(rounds), loop_ms(rounds);
+  bool send_failed = false;
+  const auto send_share = [&](int t) {
+    for (size_t i = static_cast<size_t>(t); i < peers.size(); i += static_cast<size_t>(threads)) {
+      if (send(peers[i], frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) {
+        send_failed = true;
+        return;
+      }
+    }
+  };
   for (int r = 0; r < rounds; ++r) {
     started[r] = now_epoch();
-    for (int fd : peers) {
-      if (send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(frame.size())) return 1;
+    if (threads == 1) {
+      send_share(0);
+    } else {
+      std::vector<std::thread> senders;
+      for (int t = 0; t < threads; ++t) senders.emplace_back(send_share, t);
+      for (auto& sender : senders) sender.join();
     }
+    if (send_failed) return 1;
     loop_ms[r] = (now_epoch() - started[r]) * 1000;
     usleep(static_cast<useconds_t>(gap_ms) * 1000);
   }
@@ -199,9 +217,9 @@ int main(int argc, char** argv) {
   std::vector<double> arrival_ms;
   for (int r = 0; r < rounds; ++r) arrival_ms.push_back((last[r] - started[r]) * 1000);
   std::printf(
-      "RESULT {\"count\":%d,\"rounds\":%d,\"frame_bytes\":%zu,\"send_loop_p50_ms\":%.3f,\"last_arrival_p50_ms\":%.3f,"
-      "\"last_arrival_max_ms\":%.3f}\n",
-      count, rounds, frame_bytes, percentile(loop_ms, 50), percentile(arrival_ms, 50),
+      "RESULT {\"count\":%d,\"rounds\":%d,\"threads\":%d,\"frame_bytes\":%zu,\"send_loop_p50_ms\":%.3f,"
+      "\"last_arrival_p50_ms\":%.3f,\"last_arrival_max_ms\":%.3f}\n",
+      count, rounds, threads, frame_bytes, percentile(loop_ms, 50), percentile(arrival_ms, 50),
       *std::max_element(arrival_ms.begin(), arrival_ms.end()));
   return 0;
 }

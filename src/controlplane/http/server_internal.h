@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -33,6 +35,7 @@ namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 
 class Connection;
+struct SseGroups;
 
 // Lets threads the server does not own (handlers answering later, SSE
 // publishers) post onto a connection's strand, and makes that a no-op once
@@ -42,6 +45,12 @@ class PostGate {
   // Runs fn(connection) on the connection's strand if the server still runs
   // and the connection still exists. Safe from any thread.
   void post(const std::weak_ptr<Connection>& connection, std::function<void(Connection&)> fn);
+  // Runs fn on executor if the server still runs. Safe from any thread.
+  template <class Executor, class Fn>
+  void post_on(const Executor& executor, Fn&& fn) {
+    std::shared_lock lock(mutex_);
+    if (open_) asio::post(executor, std::forward<Fn>(fn));
+  }
   // After this returns no post() touches the io_context again.
   void close();
 
@@ -69,6 +78,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                     std::chrono::steady_clock::time_point started);
   void pump_stream();   // drain the subscriber and write what can be written now
   void close_stream();  // idempotent
+  void end_stream();    // close_stream once all is sent (deferred to the end of a walk)
 
   HttpServer::Core& core;
   const asio::any_io_executor strand;  // the socket's executor: a strand of the server's io_context
@@ -85,27 +95,60 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<Stream> sse;  // set while streaming
 
  private:
+  void begin_stream();  // on the stream's group strand, once
+  void send_batch(std::vector<events::Event>& batch);
   void flush_stream();
+  void wait_writable();
   void watch_peer();
   void arm_stream_ticker();
   void finish_stream();  // the once-only end of a stream: unsubscribe, counters
 };
 
-// The state of an SSE stream (sse_stream.cc).
+// The SSE streams of one events::SubscriberGroup (sse_stream.cc). Every
+// callback of a member stream runs on the group's strand, and a new event
+// costs one post per group, whose walk then writes to each member in turn,
+// instead of one post per stream. Groups are small, so the io threads share
+// a job's fan-out.
+struct SseGroup {
+  SseGroup(asio::io_context& io, std::shared_ptr<events::SubscriberGroup> source_in)
+      : strand(asio::make_strand(io)), source(std::move(source_in)) {}
+
+  struct Member {
+    std::shared_ptr<Connection> connection;
+    Connection::Stream* stream;  // connection->sse, read without touching the connection
+  };
+
+  const asio::strand<asio::io_context::executor_type> strand;
+  const std::shared_ptr<events::SubscriberGroup> source;
+  std::atomic<bool> walk_posted{false};
+  std::vector<Member> members;  // on strand; closed ones are pruned by the walk that follows
+  size_t joined = 0;            // streams not yet finished; guarded by SseGroups::mutex
+};
+
+// The groups with a stream not yet finished, by their source.
+struct SseGroups {
+  std::mutex mutex;
+  std::unordered_map<const events::SubscriberGroup*, std::shared_ptr<SseGroup>> by_source;
+};
+
+// The state of an SSE stream (sse_stream.cc). After start_stream, touched
+// only on group->strand. What every walk reads comes first (one cache line).
 struct Connection::Stream {
-  Stream(SseStream sse_in, const asio::any_io_executor& executor) : sse(std::move(sse_in)), ticker(executor) {}
+  Stream(SseStream sse_in, std::shared_ptr<SseGroups> groups_in, std::shared_ptr<SseGroup> group_in)
+      : sse(std::move(sse_in)), groups(std::move(groups_in)), group(std::move(group_in)), ticker(group->strand) {}
 
   SseStream sse;
-  std::deque<std::shared_ptr<const std::string>> outbox;  // frames not yet (fully) sent
-  size_t offset = 0;                                      // bytes of outbox.front() already sent
-  bool waiting_writable = false;
-  std::chrono::steady_clock::time_point blocked_since;
-  bool close_when_flushed = false;  // nothing more will come
+  int fd = -1;  // the socket's, for sendmsg() without Asio's layers
   bool closed = false;
-  bool finished = false;  // finish_stream ran
+  bool waiting_writable = false;
+  bool close_when_flushed = false;                        // nothing more will come
+  size_t offset = 0;                                      // bytes of outbox.front() already sent
+  std::deque<std::shared_ptr<const std::string>> outbox;  // frames not yet (fully) sent
+  bool finished = false;                                  // finish_stream ran
+  std::chrono::steady_clock::time_point blocked_since;
+  const std::shared_ptr<SseGroups> groups;  // kept: a stream may finish while the server is being destroyed
+  const std::shared_ptr<SseGroup> group;
   asio::steady_timer ticker;
-  std::vector<events::Event> batch;     // reused across drains
-  std::vector<asio::const_buffer> iov;  // reused across sends
 };
 
 struct HttpServer::Core {
@@ -140,6 +183,9 @@ struct HttpServer::Core {
   // is closed and no connection is left for a moment.
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::optional<tcp::acceptor> acceptor;
+  // Destroyed before io: a group's strand must not outlive it (streams keep
+  // their own reference until they finish, which they do while io shuts down).
+  const std::shared_ptr<SseGroups> sse_groups = std::make_shared<SseGroups>();
 };
 
 }  // namespace flux::controlplane::http

@@ -1,3 +1,4 @@
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 
@@ -90,6 +91,65 @@ std::vector<std::pair<uint64_t, json>> parse_events(std::string_view body) {
 std::string body_after_head(const std::string& text) {
   const size_t end = text.find("\r\n\r\n");
   return end == std::string::npos ? "" : text.substr(end + 4);
+}
+
+std::vector<uint64_t> event_ids(const RawClient& client) {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, data] : parse_events(body_after_head(client.buffered()))) ids.push_back(id);
+  return ids;
+}
+
+// Enough descriptors for `clients` connections (both ends live in this process).
+bool reserve_descriptors(size_t clients) {
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  const rlim_t want = 2 * clients + 100;
+  if (limit.rlim_cur < want) {
+    limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, want);
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+  return limit.rlim_cur >= want;
+}
+
+// Reads every client (into its buffered()) until each one is closed by the
+// server or `timeout` passes; true when all were closed.
+bool read_until_all_closed(const std::vector<RawClient*>& clients, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::vector<pollfd> open;
+    std::vector<RawClient*> owners;
+    for (RawClient* client : clients) {
+      if (client->eof()) continue;
+      open.push_back(pollfd{client->fd(), POLLIN, 0});
+      owners.push_back(client);
+    }
+    if (open.empty()) return true;
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left <= 0ms) return false;
+    if (::poll(open.data(), open.size(), static_cast<int>(std::min(left, 100ms).count())) < 0) return false;
+    for (size_t i = 0; i < open.size(); ++i) {
+      if (open[i].revents != 0) owners[i]->read_once(0ms);
+    }
+  }
+}
+
+std::vector<std::unique_ptr<RawClient>> connect_watchers(const SseFixture& fixture, size_t count,
+                                                         const std::string& target,
+                                                         std::string_view extra_headers = "") {
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (size_t i = 0; i < count; ++i) {
+    clients.push_back(std::make_unique<RawClient>(fixture.server->port()));
+    EXPECT_TRUE(clients.back()->connected());
+    clients.back()->send(get_request(target, extra_headers));
+  }
+  return clients;
+}
+
+std::vector<RawClient*> pointers(const std::vector<std::unique_ptr<RawClient>>& clients) {
+  std::vector<RawClient*> result;
+  for (const auto& client : clients) result.push_back(client.get());
+  return result;
 }
 
 TEST(SseTest, StreamsExactFramesAndClosesAfterTheTerminalEvent) {
@@ -187,6 +247,111 @@ TEST(SseTest, TwoWatchersBothGetEveryEvent) {
   }
 }
 
+// More watchers than one delivery group holds (streams are served in groups
+// of a job's watchers): every one gets every event, ids contiguous and in
+// order, each status change, the terminal event, then the close.
+TEST(SseTest, ManyWatchersOfOneJobEachGetEveryEventInOrder) {
+  constexpr size_t kWatchers = 300;
+  if (!reserve_descriptors(kWatchers)) GTEST_SKIP() << "not enough file descriptors";
+  SseFixture fixture;
+  auto clients = connect_watchers(fixture, kWatchers, "/jobs/job_many/stream");
+  ASSERT_TRUE(fixture.wait_for_subscribers(kWatchers, 30s));
+
+  std::vector<std::string> statuses;
+  for (int i = 1; i <= 30; ++i) {
+    const std::string status = i < 10 ? "processing" : i < 30 ? "uploading" : "completed";
+    statuses.push_back(status);
+    fixture.hub.publish("job_many", state("job_many", status, i * 100 / 30), i == 30);
+    if (i % 10 == 0) std::this_thread::sleep_for(2ms);  // some bursts, some gaps
+  }
+  ASSERT_TRUE(read_until_all_closed(pointers(clients), 30s));
+
+  std::vector<uint64_t> expected(31);
+  for (uint64_t id = 0; id <= 30; ++id) expected[id] = id;
+  for (const auto& client : clients) {
+    const auto events = parse_events(body_after_head(client->buffered()));
+    std::vector<uint64_t> ids;
+    for (const auto& [id, data] : events) ids.push_back(id);
+    ASSERT_EQ(ids, expected);
+    for (size_t i = 1; i < events.size(); ++i) EXPECT_EQ(events[i].second["status"], statuses[i - 1]);
+  }
+  for (int i = 0; i < 400 && fixture.server->open_streams() != 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(fixture.server->open_streams(), 0u);
+  EXPECT_EQ(fixture.closed.load(), static_cast<int>(kWatchers));
+  EXPECT_EQ(fixture.hub.subscriber_count(), 0u);
+}
+
+// Watchers of different jobs are grouped apart: each sees its own job only.
+TEST(SseTest, WatchersOfDifferentJobsSeeOnlyTheirJob) {
+  SseFixture fixture;
+  auto first = connect_watchers(fixture, 3, "/jobs/job_x/stream");
+  auto second = connect_watchers(fixture, 3, "/jobs/job_y/stream");
+  ASSERT_TRUE(fixture.wait_for_subscribers(6));
+  for (int i = 1; i <= 5; ++i) fixture.hub.publish("job_x", state("job_x", "processing", i), false);
+  fixture.hub.publish("job_y", state("job_y", "processing", 50), false);
+  fixture.hub.publish("job_x", state("job_x", "completed", 100), true);
+  fixture.hub.publish("job_y", state("job_y", "failed", 50), true);
+  std::vector<RawClient*> all = pointers(first);
+  for (auto* client : pointers(second)) all.push_back(client);
+  ASSERT_TRUE(read_until_all_closed(all, 10s));
+  for (const auto& client : first) {
+    const auto events = parse_events(body_after_head(client->buffered()));
+    ASSERT_EQ(events.size(), 7u);
+    for (const auto& [id, data] : events) EXPECT_EQ(data["job_id"], "job_x");
+    EXPECT_EQ(events.back().second["status"], "completed");
+  }
+  for (const auto& client : second) {
+    EXPECT_THAT(event_ids(*client), ::testing::ElementsAre(0, 1, 2));
+    const auto events = parse_events(body_after_head(client->buffered()));
+    for (const auto& [id, data] : events) EXPECT_EQ(data["job_id"], "job_y");
+  }
+}
+
+// Watchers come and go while a job runs (groups are left and joined again):
+// the ones still there, old and new, get every event from their start on,
+// and a reconnecting one replays what it missed.
+TEST(SseTest, WatchersJoiningAndLeavingMidJobKeepTheirStreamsWhole) {
+  constexpr size_t kFirst = 200;
+  if (!reserve_descriptors(kFirst + 150)) GTEST_SKIP() << "not enough file descriptors";
+  SseFixture fixture;
+  auto early = connect_watchers(fixture, kFirst, "/jobs/job_churn/stream");
+  ASSERT_TRUE(fixture.wait_for_subscribers(kFirst, 30s));
+  for (int i = 1; i <= 5; ++i) fixture.hub.publish("job_churn", state("job_churn", "processing", i), false);
+
+  // Every other early watcher leaves.
+  std::vector<RawClient*> staying;
+  for (size_t i = 0; i < early.size(); ++i) {
+    if (i % 2 == 0) {
+      early[i]->close();
+    } else {
+      staying.push_back(early[i].get());
+    }
+  }
+  ASSERT_TRUE(fixture.wait_for_subscribers(kFirst / 2, 10s));
+  auto late = connect_watchers(fixture, 140, "/jobs/job_churn/stream");
+  auto resumed = connect_watchers(fixture, 10, "/jobs/job_churn/stream", "Last-Event-ID: 2\r\n");
+  ASSERT_TRUE(fixture.wait_for_subscribers(kFirst / 2 + 150, 30s));
+  for (int i = 6; i <= 10; ++i) fixture.hub.publish("job_churn", state("job_churn", "processing", i), i == 10);
+
+  std::vector<RawClient*> all = staying;
+  for (auto* client : pointers(late)) all.push_back(client);
+  for (auto* client : pointers(resumed)) all.push_back(client);
+  ASSERT_TRUE(read_until_all_closed(all, 30s));
+  for (RawClient* client : staying) {
+    EXPECT_THAT(event_ids(*client), ::testing::ElementsAre(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10));
+  }
+  for (const auto& client : late) {
+    // The latest event at connect time, then the live ones.
+    EXPECT_THAT(event_ids(*client), ::testing::ElementsAre(5, 6, 7, 8, 9, 10));
+  }
+  for (const auto& client : resumed) {
+    EXPECT_THAT(event_ids(*client), ::testing::ElementsAre(3, 4, 5, 6, 7, 8, 9, 10));
+  }
+  for (int i = 0; i < 400 && fixture.server->open_streams() != 0; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(fixture.server->open_streams(), 0u);
+  EXPECT_EQ(fixture.closed.load(), static_cast<int>(kFirst + 150));
+}
+
 TEST(SseTest, ClientThatLeavesIsNoticedAtOnce) {
   ServerOptions options;
   options.sse_keepalive = 60s;  // not thanks to a keep-alive write
@@ -208,12 +373,16 @@ TEST(SseTest, StopClosesOpenStreams) {
   RawClient client(fixture.server->port());
   client.send(get_request("/jobs/job_a/stream"));
   ASSERT_TRUE(client.read_until("id: 0\n"));
+  auto others = connect_watchers(fixture, 150, "/jobs/job_b/stream");  // more than one group
+  ASSERT_TRUE(fixture.wait_for_subscribers(151, 30s));
   const auto started = std::chrono::steady_clock::now();
   fixture.server->stop();
   EXPECT_LT(std::chrono::steady_clock::now() - started, 2000ms);
   EXPECT_TRUE(client.wait_closed(1000ms));
+  EXPECT_TRUE(read_until_all_closed(pointers(others), 1000ms));
   EXPECT_EQ(fixture.hub.subscriber_count(), 0u);
-  EXPECT_EQ(fixture.closed.load(), 1);
+  EXPECT_EQ(fixture.closed.load(), 151);
+  EXPECT_EQ(fixture.server->open_streams(), 0u);
 }
 
 // A watcher with a tiny window that never reads is dropped; a fast watcher
@@ -263,12 +432,13 @@ TEST(SseTest, StalledWatcherIsDroppedWithoutSlowingThePublisherOrOthers) {
   EXPECT_LT(slowest_publish, 100ms);
 }
 
-// Not an assertion on speed: the delivery figure for many SSE clients of one
-// job over real sockets (the benchmark does 10,000 on a release build).
-TEST(SseTest, FanOutFigure) {
+// Many SSE clients of one job over real sockets each get every event. The
+// delivery-latency figure is bench/sse_fanout.py's (10,000 clients on a
+// release build), not this test's.
+TEST(SseTest, FanOutDeliversEveryEventToEveryClient) {
   rlimit limit{};
   getrlimit(RLIMIT_NOFILE, &limit);
-  constexpr size_t kClients = 2000;
+  constexpr size_t kClients = 500;
   if (limit.rlim_cur < 2 * kClients + 100) {
     limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, 2 * kClients + 100);
     setrlimit(RLIMIT_NOFILE, &limit);
@@ -284,9 +454,7 @@ TEST(SseTest, FanOutFigure) {
   }
   ASSERT_TRUE(fixture.wait_for_subscribers(kClients, 30s));
 
-  constexpr int kEvents = 50;
-  std::vector<std::chrono::steady_clock::time_point> published(kEvents + 1);
-  std::vector<std::chrono::steady_clock::time_point> last_receipt(kEvents + 1);
+  constexpr int kEvents = 20;
   std::vector<int> receipts(kEvents + 1, 0);
 
   std::thread reader([&] {
@@ -304,7 +472,6 @@ TEST(SseTest, FanOutFigure) {
     while (closed < kClients) {
       const int n = epoll_wait(epoll, ready.data(), static_cast<int>(ready.size()), 10000);
       if (n <= 0) break;
-      const auto now = std::chrono::steady_clock::now();
       for (int k = 0; k < n; ++k) {
         const size_t index = ready[k].data.u64;
         const ssize_t got = ::recv(clients[index]->fd(), chunk, sizeof chunk, MSG_DONTWAIT);
@@ -320,10 +487,7 @@ TEST(SseTest, FanOutFigure) {
           const size_t id_at = text.find("id: ");
           if (id_at != std::string::npos && id_at < position) {
             const uint64_t id = std::stoull(text.substr(id_at + 4, text.find('\n', id_at) - id_at - 4));
-            if (id >= 1 && id <= kEvents) {
-              ++receipts[id];
-              last_receipt[id] = std::max(last_receipt[id], now);
-            }
+            if (id >= 1 && id <= kEvents) ++receipts[id];
           }
           text.erase(0, position + 2);
         }
@@ -333,23 +497,12 @@ TEST(SseTest, FanOutFigure) {
   });
 
   for (int i = 1; i <= kEvents; ++i) {
-    published[i] = std::chrono::steady_clock::now();
     fixture.hub.publish("job_fan", state("job_fan", i == kEvents ? "completed" : "processing", i * 2), i == kEvents);
     std::this_thread::sleep_for(20ms);
   }
   reader.join();
 
-  std::vector<double> latencies_ms;
-  for (int i = 1; i <= kEvents; ++i) {
-    EXPECT_EQ(receipts[i], static_cast<int>(kClients)) << "event " << i;
-    latencies_ms.push_back(std::chrono::duration<double, std::milli>(last_receipt[i] - published[i]).count());
-  }
-  std::sort(latencies_ms.begin(), latencies_ms.end());
-  std::printf(
-      "[figure] SSE fan-out: %zu clients x %d events, publish -> last client receipt: p50 %.1f ms, p99 %.1f ms, "
-      "max %.1f ms\n",
-      kClients, kEvents, latencies_ms[latencies_ms.size() / 2], latencies_ms[latencies_ms.size() * 99 / 100],
-      latencies_ms.back());
+  for (int i = 1; i <= kEvents; ++i) EXPECT_EQ(receipts[i], static_cast<int>(kClients)) << "event " << i;
 }
 
 }  // namespace
