@@ -11,10 +11,12 @@ stops may be stored without its 202 reaching wrk, so the store may hold up to
 one extra job per connection, never fewer).
 
 Usage: bench/submissions.py [--duration 10] [--connections 64] [--threads 2] [--out docs/BENCHMARKS.md]
+(FLUX_BIN_DIR=build/<dir>/bin to measure another build than build/bin.)
 """
 import argparse
 import os
 import re
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -68,6 +70,30 @@ end
 """
 
 
+# Thread names (pthread_setname_np) -> what they do; unnamed threads keep the
+# program's name: the HTTP io threads and the main thread.
+THREAD_ROLES = {
+    "flux-controlpla": "HTTP io and other unnamed threads",
+    "cp-blocking": "blocking pool (validation, waiting for the commit)",
+    "store-writer": "store writer (SQLite inserts, commit, answers)",
+    "store-wal-ckpt": "WAL checkpointer",
+}
+
+
+def thread_cpu(pid):
+    """{role: CPU seconds so far} over the process's threads, grouped by thread name."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        role = THREAD_ROLES.get(name, "other (gRPC, housekeeping)")
+        out[role] = out.get(role, 0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def run_wrk(cp, url, lua_path, args, method=None, ids_path=None):
     script = lua_path.read_text()
     if method == "POST":
@@ -80,9 +106,13 @@ def run_wrk(cp, url, lua_path, args, method=None, ids_path=None):
         env["FLUX_BENCH_IDS"] = str(ids_path)
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "10s",
            "-s", str(path), url]
-    cpu0, switches0 = cp.cpu_seconds(), cp.context_switches()
+    cpu0, switches0, threads0 = cp.cpu_seconds(), cp.context_switches(), thread_cpu(cp.pid)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.duration + 60).stdout
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu, switches = cp.cpu_seconds() - cpu0, cp.context_switches() - switches0
+    threads1 = thread_cpu(cp.pid)
+    by_role = {role: threads1[role] - threads0.get(role, 0) for role in threads1}
     counts = {}
     m = re.search(r"^STATUS_COUNTS(.*)$", out, re.M)
     if not m:
@@ -100,6 +130,9 @@ def run_wrk(cp, url, lua_path, args, method=None, ids_path=None):
         "cmd": " ".join(c if not c.endswith(".lua") else Path(c).name for c in cmd),
         "cpu_s": cpu,
         "switches": switches,
+        "cpu_by_role": by_role,
+        # wrk's own CPU: it shares the cores with the control plane.
+        "wrk_cpu_s": (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime),
         "raw": out,
     }
 
@@ -157,7 +190,14 @@ def main():
         store_ok = (not missing and len(acked_ids) == accepted and 0 <= extra <= args.connections
                     and queued == stored)
 
+        bin_dir = bc.BIN.resolve()
+        if bin_dir.is_relative_to(bc.ROOT):
+            bin_dir = bin_dir.relative_to(bc.ROOT)
         cpu_per_job = max(post["cpu_s"], 1e-6) / max(accepted, 1)
+        wrk_per_job = post["wrk_cpu_s"] / max(accepted, 1)
+        roles = sorted(post["cpu_by_role"].items(), key=lambda kv: -kv[1])
+        breakdown = ", ".join(f"{role} {seconds / max(accepted, 1) * 1e6:.0f} µs" for role, seconds in roles
+                              if seconds > 0)
         verdict = "meets the goal" if sub_rate >= 10000 else ("above the floor" if sub_rate >= 5000 else
                                                               "BELOW THE FLOOR")
         section = [
@@ -184,11 +224,15 @@ def main():
             "",
             f"CPU bound: at {cpu_per_job * 1e6:.0f} µs of control-plane CPU per submission, {os.cpu_count()} cores "
             f"would allow at most {os.cpu_count() / cpu_per_job:,.0f}/s even with the machine to itself and wrk "
-            "costing nothing; during this run the control plane got "
-            f"{post['cpu_s'] / args.duration:.2f} cores on average.",
+            f"costing nothing; wrk itself used {wrk_per_job * 1e6:.0f} µs per submission, so with both on these "
+            f"cores and nothing else the ceiling is {os.cpu_count() / (cpu_per_job + wrk_per_job):,.0f}/s. During "
+            f"this run the control plane got {post['cpu_s'] / args.duration:.2f} cores and wrk "
+            f"{post['wrk_cpu_s'] / args.duration:.2f} on average.",
+            "",
+            f"Where that CPU went, per submission, by thread: {breakdown}.",
             "",
             f"Command: `{post['cmd']}` and `{health['cmd']}`; body `{JOB_BODY}`. Control plane: release build "
-            "(`build/bin/flux-controlplane`), `ENV=development`, `QUEUE_LIMIT=10000000`, "
+            f"(`{bin_dir}/flux-controlplane`), `ENV=development`, `QUEUE_LIMIT=10000000`, "
             "`WORKER_NODES` = one loopback port where nothing listens, a fresh `DATABASE_PATH` on ext4 "
             "(SQLite WAL, synchronous FULL, group commit), 2 HTTP threads (default). wrk runs on the same 2 cores. "
             f"Load average 1 min: {load_before:.1f} before, {load_after:.1f} after (other work shares the machine).",

@@ -113,10 +113,14 @@ const std::string& openapi_document() {
         "operationId": "streamJob",
         "summary": "Follow a job's progress (Server-Sent Events)",
         "description": "Unnamed events (EventSource.onmessage sees them all), each `id: <sequence>` then `data: <one-line JSON ProgressEvent>`. The first event is the job's current state; then live events; a `: keep-alive` comment every 15 s; the server closes the stream after the terminal event (a finished job sends its final state and closes). Last-Event-ID replays missed events from a bounded buffer. A client that does not keep up is disconnected.",
+        "security": [{"bearerAuth": []}, {"accessToken": []}],
         "parameters": [
           {"$ref": "#/components/parameters/JobId"},
           {"name": "Last-Event-ID", "in": "header", "required": false,
            "description": "The id of the last event received; the stream resumes after it.",
+           "schema": {"type": "string"}},
+          {"name": "access_token", "in": "query", "required": false,
+           "description": "An API key, for clients that cannot send an Authorization header (a browser's EventSource): `new EventSource('/api/v1/jobs/' + id + '/stream?access_token=' + encodeURIComponent(key))`. Accepted on this read-only route only, and ignored when an Authorization header is present. A URL may end up in browser history and proxy logs: prefer the header, and a key with access to little, where you can.",
            "schema": {"type": "string"}}
         ],
         "responses": {
@@ -253,6 +257,12 @@ const std::string& openapi_document() {
         "type": "http",
         "scheme": "bearer",
         "description": "One of the keys in API_KEYS (or API_KEY): `Authorization: Bearer <key>`."
+      },
+      "accessToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "access_token",
+        "description": "The same API keys as a query parameter, on the progress stream only (GET /api/v1/jobs/{id}/stream), for a browser's EventSource, which cannot send headers."
       }
     },
     "parameters": {
@@ -316,7 +326,7 @@ const std::string& openapi_document() {
         }}
       },
       "ServiceUnavailable": {
-        "description": "The queue is full, no worker is free (QUEUE_LIMIT=0), no worker is configured, or DNS failed for a moment.",
+        "description": "The queue is full (queue_full), no worker is free with QUEUE_LIMIT=0 (no_worker_available), no worker is configured (no_worker_configured), DNS failed for a moment (dns_unavailable), or the control plane is shutting down (dispatcher_stopped). Retry after the Retry-After delay.",
         "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
         "content": {"application/json": {
           "schema": {"$ref": "#/components/schemas/Error"},

@@ -1,5 +1,9 @@
 #include "controlplane/app/control_plane.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <cmath>
 #include <deque>
 #include <set>
@@ -9,6 +13,7 @@
 #include "controlplane/api/openapi.h"
 #include "controlplane/api/validation.h"
 #include "controlplane/app/blocking_pool.h"
+#include "controlplane/app/status_response.h"
 #include "controlplane/auth/api_keys.h"
 #include "controlplane/auth/rate_limiter.h"
 #include "controlplane/balancer/worker_pool.h"
@@ -38,6 +43,10 @@ using SteadyClock = std::chrono::steady_clock;
 
 // Finished jobs' replay rings are kept this long for late watchers.
 constexpr std::chrono::minutes kReplayRetention{10};
+// ... and at most this many (~2 KiB each): under a sustained 1,000 jobs/s the
+// ten minutes alone would hold 600,000 rings. A late watcher of a job whose
+// ring is gone still gets its final state from the store.
+constexpr size_t kReplayRetainedJobs = 10000;
 constexpr int kBlockingThreads = 64;
 constexpr size_t kMaxIdempotencyKey = 200;
 
@@ -45,11 +54,18 @@ constexpr size_t kMaxIdempotencyKey = 200;
 constexpr std::string_view kStreamRoute = "/api/v1/jobs/{id}/stream";
 const std::set<std::string, std::less<>> kOpenRoutes = {"/health", "/ready", "/openapi.json", "/docs"};
 
+// Built member by member: from an initializer list of pairs, nlohmann first
+// makes a two-element array per member, which takes over twice as long. One
+// of these is built for every event of every job.
 nlohmann::json event_json(const model::JobRecord& job) {
-  nlohmann::json e = {{"job_id", job.job_id},    {"status", model::to_string(job.status)},
-                      {"phase", job.phase},      {"progress", job.progress},
-                      {"message", job.message},  {"timestamp", now_rfc3339()},
-                      {"attempts", job.attempts}};
+  nlohmann::json e = nlohmann::json::object();
+  e["job_id"] = job.job_id;
+  e["status"] = model::to_string(job.status);
+  e["phase"] = job.phase;
+  e["progress"] = job.progress;
+  e["message"] = job.message;
+  e["timestamp"] = now_rfc3339();
+  e["attempts"] = job.attempts;
   if (!job.worker_id.empty()) e["worker_id"] = job.worker_id;
   if (job.phase == "encoding") {
     e["fps"] = job.fps;
@@ -65,27 +81,37 @@ nlohmann::json event_json(const model::JobRecord& job) {
   return e;
 }
 
-Response with_retry_after(Response r, int seconds) {
-  r.headers.emplace_back("Retry-After", std::to_string(seconds));
+// {"job_id", "status": "accepted", "stream_url", "job_url"}. Written without
+// a json object: job ids are plain ASCII ("job_" + base32), nothing to escape.
+Response accepted_response(const std::string& job_id) {
+  Response r;
+  r.status = 202;
+  r.body.reserve(160 + 3 * job_id.size());
+  r.body += R"({"job_id":")";
+  r.body += job_id;
+  r.body += R"(","job_url":"/api/v1/jobs/)";
+  r.body += job_id;
+  r.body += R"(","status":"accepted","stream_url":"/api/v1/jobs/)";
+  r.body += job_id;
+  r.body += R"(/stream"})";
   return r;
 }
 
-// A store/dispatcher error as an HTTP answer.
-Response status_response(const absl::Status& status) {
-  const std::string code = error_code(status);
-  const std::string message(status.message());
-  if (code == "job_not_found" || status.code() == absl::StatusCode::kNotFound) {
-    return error_response(404, "job_not_found", message);
-  }
-  if (code == "job_finished") return error_response(409, code, message);
-  if (code == "queue_full") return with_retry_after(error_response(503, code, message), 5);
-  if (code == "no_worker_available") return with_retry_after(error_response(503, code, message), 2);
-  if (code == "cursor_invalid") return error_response(400, code, message, "cursor");
-  log::error("request failed", {{"error_code", code}, {"error", message}});
-  return error_response(500, "internal", "internal error");
+// glibc gives freed memory back to the kernel as soon as the top of a
+// thread's heap holds more than 128 KiB free, and takes it again with page
+// faults on the next allocation. Submissions allocate and free a batch's
+// worth every few milliseconds (the store writer most of all), so under load
+// that cycle (madvise, TLB shootdowns on every core, page faults) took about
+// a tenth of the control plane's CPU (perf, bench/submissions.py). Keeping up
+// to 8 MiB free per heap stops it. Setting a threshold turns glibc's adaptive
+// mmap threshold off, so blocks up to 4 MiB (list pages, /metrics) are set to
+// come from the heaps as that adaptation would have arranged, not from mmap.
+void keep_freed_memory_for_reuse() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 8 << 20);
+#endif
 }
-
-std::string job_path(const std::string& id) { return "/api/v1/jobs/" + id; }
 
 }  // namespace
 
@@ -156,11 +182,21 @@ void ControlPlane::Parts::on_job_change(const model::JobRecord& job, bool status
   const bool terminal = model::is_terminal(job.status);
   hub.publish(job.job_id, event_json(job), terminal);
   if (!status_changed) return;
-  log::info("job status", {{"job_id", job.job_id},
-                           {"status", model::to_string(job.status)},
-                           {"worker_id", job.worker_id},
-                           {"attempts", job.attempts},
-                           {"error_code", job.error_code}});
+  if (job.status == model::JobStatus::kQueued && job.attempts == 0 && job.sequence <= 1) {
+    // A new job: its one line says what was asked.
+    nlohmann::json fields = nlohmann::json::object();
+    fields["job_id"] = job.job_id;
+    fields["status"] = "queued";
+    fields["preset"] = job.spec.preset;
+    fields["priority"] = job.spec.priority;
+    log::info("job accepted", fields);
+  } else {
+    log::info("job status", {{"job_id", job.job_id},
+                             {"status", model::to_string(job.status)},
+                             {"worker_id", job.worker_id},
+                             {"attempts", job.attempts},
+                             {"error_code", job.error_code}});
+  }
   if (!terminal) return;
   jobs_finished->with({std::string(model::to_string(job.status))}).inc();
   const auto now_ms =
@@ -300,12 +336,8 @@ http::Router ControlPlane::Parts::routes() {
             respond(status_response(created.status()));
             return;
           }
-          const std::string& id = created->job.job_id;
-          if (created->created) log::info("job accepted", {{"job_id", id}, {"preset", created->job.spec.preset}});
-          respond(json_response(202, {{"job_id", id},
-                                      {"status", "accepted"},
-                                      {"stream_url", job_path(id) + "/stream"},
-                                      {"job_url", job_path(id)}}));
+          // The acceptance is logged once, by on_job_change.
+          respond(accepted_response(created->job.job_id));
         });
   });
 
@@ -438,6 +470,7 @@ http::Router ControlPlane::Parts::routes() {
 }
 
 absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::start(config::ControlPlaneConfig config) {
+  keep_freed_memory_for_reuse();
   auto parts = std::make_unique<Parts>();
   parts->config = std::move(config);
   const config::ControlPlaneConfig& c = parts->config;
@@ -517,7 +550,8 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::start(config::Contro
       {
         std::lock_guard lock(raw->finished_mu);
         const auto cutoff = SteadyClock::now() - kReplayRetention;
-        while (!raw->finished.empty() && raw->finished.front().first < cutoff) {
+        while (!raw->finished.empty() &&
+               (raw->finished.front().first < cutoff || raw->finished.size() > kReplayRetainedJobs)) {
           expired.push_back(raw->finished.front().second);
           raw->finished.pop_front();
         }

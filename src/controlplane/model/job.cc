@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 
 namespace flux::controlplane::model {
 namespace {
@@ -75,11 +76,24 @@ std::string new_job_id() {
   const auto ms = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
-  std::string id = "job_";
+  // Random bytes are drawn from OpenSSL's CSPRNG a few KiB at a time: one
+  // RAND_bytes call per id cost more than the rest of the id.
+  struct RandomBuffer {
+    std::array<unsigned char, 4096> bytes{};
+    size_t used = 4096;
+  };
+  thread_local RandomBuffer random;
+  if (random.used + 16 > random.bytes.size()) {
+    // It fails only without an entropy source; guessable ids would be worse than stopping.
+    if (RAND_bytes(random.bytes.data(), static_cast<int>(random.bytes.size())) != 1) std::abort();
+    random.used = 0;
+  }
+  std::string id;
+  id.reserve(4 + 10 + 16);
+  id = "job_";
   for (int shift = 45; shift >= 0; shift -= 5) id += kAlphabet[(ms >> shift) & 31];
-  std::array<unsigned char, 16> bytes{};
-  RAND_bytes(bytes.data(), static_cast<int>(bytes.size()));
-  for (unsigned char b : bytes) id += kAlphabet[b & 31];
+  for (size_t i = 0; i < 16; ++i) id += kAlphabet[random.bytes[random.used + i] & 31];
+  random.used += 16;
   return id;
 }
 

@@ -10,6 +10,7 @@
 //   batches; every read (get, list, load_unfinished) already shows the latest.
 // - Every method is thread-safe and never throws.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,6 +57,17 @@ class JobStore {
   // (api_key_id, idempotency_key) already used by an earlier job, stores
   // nothing and returns that job with created=false.
   virtual absl::StatusOr<CreateResult> create(const model::JobRecord& job) = 0;
+
+  // create() without waiting: `done` gets exactly what create() would have
+  // returned, once, when the transaction holding the job has committed (or
+  // failed). It runs on a thread of the store (SQLite: the writer, right
+  // after the commit) or, when the store refuses at once (closing), on the
+  // caller's thread before create_async returns. It must be quick, must not
+  // throw, and must not call this store's create, update or flush (they would
+  // wait for the thread running it). This default runs create() and then
+  // `done` on the caller's thread.
+  using CreateCallback = std::function<void(absl::StatusOr<CreateResult>)>;
+  virtual void create_async(const model::JobRecord& job, CreateCallback done) { done(create(job)); }
 
   // NOT_FOUND with code "job_not_found" for an unknown id.
   virtual absl::StatusOr<model::JobRecord> get(const std::string& job_id) = 0;

@@ -95,6 +95,62 @@ Json redact(const Json& value) {
 // Invalid UTF-8 (from a file name, an ffmpeg line...) is replaced, not thrown on.
 std::string dump(const Json& value) { return value.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
+// Printable ASCII without quotes or backslashes: written as is, inside quotes
+// or bare. Most of what is logged (ids, codes, addresses) is like that.
+bool is_plain(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+}
+
+// Appends `text` as a JSON string, exactly as dump() would write it.
+void append_json_string(std::string& out, std::string_view text) {
+  if (!is_plain(text)) {
+    out += dump(Json(std::string(text)));
+    return;
+  }
+  out += '"';
+  out += text;
+  out += '"';
+}
+
+void append_json(std::string& out, const Json& value) {
+  if (value.is_string()) {
+    append_json_string(out, value.get_ref<const std::string&>());
+  } else {
+    out += dump(value);
+  }
+}
+
+// Case-insensitive: does `text` contain `lower_word` (given in lower case)?
+bool contains_word(std::string_view text, std::string_view lower_word) {
+  if (lower_word.size() > text.size()) return false;
+  for (size_t i = 0; i + lower_word.size() <= text.size(); ++i) {
+    size_t k = 0;
+    while (k < lower_word.size()) {
+      char c = text[i + k];
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      if (c != lower_word[k]) break;
+      ++k;
+    }
+    if (k == lower_word.size()) return true;
+  }
+  return false;
+}
+
+// True when a key at any depth must be redacted; most entries have none, and
+// are then written without a redacted copy.
+bool has_secret(const Json& value) {
+  if (value.is_object()) {
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      if (is_secret_key(it.key()) || has_secret(it.value())) return true;
+    }
+  } else if (value.is_array()) {
+    for (const auto& element : value) {
+      if (has_secret(element)) return true;
+    }
+  }
+  return false;
+}
+
 bool is_reserved(std::string_view key) { return key == "ts" || key == "level" || key == "msg" || key == "component"; }
 
 std::string field_name(const std::string& key) { return is_reserved(key) ? "field_" + key : key; }
@@ -108,19 +164,25 @@ Json normalized_fields(const Json& fields) {
 
 std::string json_line(std::string_view ts, Level level, std::string_view msg, const std::string& component,
                       const Json& fields) {
-  std::string line = "{\"ts\":";
-  line += dump(Json(ts));
+  std::string line;
+  line.reserve(128 + msg.size());
+  line += "{\"ts\":";
+  append_json_string(line, ts);
   line += ",\"level\":\"";
   line += level_name(level);
   line += "\",\"msg\":";
-  line += dump(Json(msg));
+  append_json_string(line, msg);
   line += ",\"component\":";
-  line += dump(Json(component));
-  for (const auto& [key, value] : fields.items()) {
+  append_json_string(line, component);
+  for (auto it = fields.begin(); it != fields.end(); ++it) {
     line += ',';
-    line += dump(Json(field_name(key)));
+    if (is_reserved(it.key())) {
+      append_json_string(line, field_name(it.key()));
+    } else {
+      append_json_string(line, it.key());
+    }
     line += ':';
-    line += dump(value);
+    append_json(line, it.value());
   }
   line += '}';
   return line;
@@ -131,6 +193,7 @@ std::string json_line(std::string_view ts, Level level, std::string_view msg, co
 std::string text_value(const Json& value) {
   if (!value.is_string()) return dump(value);
   const auto& s = value.get_ref<const std::string&>();
+  if (!s.empty() && s.find(' ') == std::string::npos && is_plain(s) && s.find('=') == std::string::npos) return s;
   const bool bare = !s.empty() && std::none_of(s.begin(), s.end(), [](char c) {
     return static_cast<unsigned char>(c) <= ' ' || c == '"' || c == '=' || c == '\\' || c == 0x7f;
   });
@@ -139,6 +202,7 @@ std::string text_value(const Json& value) {
 
 // The message without control characters, so one entry stays one line.
 std::string text_message(std::string_view msg) {
+  if (is_plain(msg)) return std::string(msg);
   const std::string quoted = dump(Json(msg));
   return quoted.substr(1, quoted.size() - 2);
 }
@@ -218,7 +282,11 @@ void write(Level level, std::string_view msg, const nlohmann::json& fields) {
   if (!enabled(level)) return;
   try {
     const auto settings = current_settings();
-    const Json normalized = normalized_fields(fields);
+    // Redacted into a copy only when there is something to redact.
+    Json redacted;
+    const bool as_is = fields.is_object() && !has_secret(fields);
+    if (!as_is) redacted = normalized_fields(fields);
+    const Json& normalized = as_is ? fields : redacted;
     const std::string ts = now_rfc3339();
     const std::string line = settings->format == Format::kJson
                                  ? json_line(ts, level, msg, settings->component, normalized)
@@ -254,9 +322,8 @@ void set_sink_for_testing(std::function<void(const std::string&)> sink) {
 }
 
 bool is_secret_key(std::string_view key) {
-  const std::string name = lower(key);
   for (const std::string_view word : {"key", "secret", "token", "password", "authorization"}) {
-    if (name.find(word) != std::string::npos) return true;
+    if (contains_word(key, word)) return true;
   }
   return false;
 }

@@ -88,9 +88,39 @@ TEST(OpenApi, OpenRoutesNeedNoKeyAndTheApiDoes) {
     for (const auto& [method, operation] : item.items()) {
       if (open.count(path) != 0) {
         EXPECT_EQ(operation.value("security", json(nullptr)), json::array()) << path;
+      } else if (path == "/api/v1/jobs/{id}/stream") {
+        // The header or, for a browser's EventSource, ?access_token= (below).
+        EXPECT_EQ(operation.at("security"), json::parse(R"([{"bearerAuth": []}, {"accessToken": []}])"));
+        EXPECT_TRUE(operation.at("responses").contains("401")) << method << " " << path;
       } else {
         EXPECT_FALSE(operation.contains("security")) << path << " must inherit the global bearerAuth";
         EXPECT_TRUE(operation.at("responses").contains("401")) << method << " " << path;
+      }
+    }
+  }
+}
+
+TEST(OpenApi, ProgressStreamDescribesTheAccessTokenQueryParameter) {
+  const json& stream = document().at("/paths/~1api~1v1~1jobs~1{id}~1stream/get"_json_pointer);
+  const json* access_token = nullptr;
+  for (const json& parameter : stream.at("parameters")) {
+    if (parameter.value("name", "") == "access_token") access_token = &parameter;
+  }
+  ASSERT_NE(access_token, nullptr) << "the stream route takes ?access_token= (EventSource cannot send headers)";
+  EXPECT_EQ(access_token->at("in"), "query");
+  EXPECT_EQ(access_token->at("required"), false);
+  EXPECT_EQ(access_token->at("/schema/type"_json_pointer), "string");
+  const json& scheme = document().at("/components/securitySchemes/accessToken"_json_pointer);
+  EXPECT_EQ(scheme.at("type"), "apiKey");
+  EXPECT_EQ(scheme.at("in"), "query");
+  EXPECT_EQ(scheme.at("name"), "access_token");
+  // No other route takes it: the server accepts it on the stream only.
+  for (const auto& [path, item] : document().at("paths").items()) {
+    for (const auto& [method, operation] : item.items()) {
+      if (path == "/api/v1/jobs/{id}/stream") continue;
+      EXPECT_EQ(operation.value("security", json::array()).dump().find("accessToken"), std::string::npos) << path;
+      for (const json& parameter : operation.value("parameters", json::array())) {
+        EXPECT_NE(parameter.value("name", ""), "access_token") << method << " " << path;
       }
     }
   }
