@@ -69,7 +69,7 @@ fuzz-ci:
 chaos: build
 	/usr/bin/python3 bench/chaos/soak.py --jobs 300 --seed 1
 load: build
-	/usr/bin/python3 bench/chaos/load.py --minutes 5 --plateau-minutes 13 --plateau-rate 300
+	/usr/bin/python3 bench/chaos/load.py --minutes 5
 
 fmt:
 	clang-format -i $(SOURCES)

@@ -18,43 +18,12 @@
 
 #include "fuzz_check.h"
 #include "shared/core/error.h"
+#include "shared/core/xml_text.h"
 #include "worker/validator/dash_manifest.h"
 
 namespace {
 
 using flux::worker::validator::DashManifest;
-
-// An XML attribute value that tinyxml2 reads back byte for byte (control
-// characters as character references: raw ones would be normalised).
-std::string xml_attribute(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += "&#" + std::to_string(static_cast<unsigned char>(c)) + ";";
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  return out;
-}
 
 std::string fixed(double value) {
   char buffer[400];
@@ -68,10 +37,11 @@ std::string write_manifest(const DashManifest& m) {
   if (m.duration_seconds > 0) out += " mediaPresentationDuration=\"PT" + fixed(m.duration_seconds) + "S\"";
   out += ">\n<Period>\n";
   for (const auto& r : m.representations) {
-    out += "<AdaptationSet mimeType=\"" + xml_attribute(r.mime_type) + "\" codecs=\"" + xml_attribute(r.codecs) +
-           "\">\n<Representation id=\"" + xml_attribute(r.id) + "\" bandwidth=\"" + std::to_string(r.bandwidth) +
-           "\" width=\"" + std::to_string(r.width) + "\" height=\"" + std::to_string(r.height) + "\">\n<SegmentList>\n";
-    for (const auto& file : r.files) out += "<SegmentURL media=\"" + xml_attribute(file) + "\"/>\n";
+    out += "<AdaptationSet mimeType=\"" + flux::xml_escaped(r.mime_type) + "\" codecs=\"" +
+           flux::xml_escaped(r.codecs) + "\">\n<Representation id=\"" + flux::xml_escaped(r.id) + "\" bandwidth=\"" +
+           std::to_string(r.bandwidth) + "\" width=\"" + std::to_string(r.width) + "\" height=\"" +
+           std::to_string(r.height) + "\">\n<SegmentList>\n";
+    for (const auto& file : r.files) out += "<SegmentURL media=\"" + flux::xml_escaped(file) + "\"/>\n";
     out += "</SegmentList>\n</Representation>\n</AdaptationSet>\n";
   }
   out += "</Period>\n</MPD>\n";

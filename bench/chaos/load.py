@@ -60,9 +60,10 @@ ROUTE_LABELS = {
 }
 EXPECTED = {"submit": {202}, "cancel": {200, 409}}
 MIX = "health=200,get=300,list=100,workers=100,metrics=50,submit=125,cancel=125"
-# How long the control plane keeps a finished job's replay ring (kReplayRetention in
-# src/controlplane/app/control_plane.cc).
+# How long, and for how many finished jobs, the control plane keeps their replay
+# rings (kReplayRetention, kReplayRetainedJobs in src/controlplane/app/control_plane.cc).
 RETENTION_MINUTES = 10
+RETAINED_JOBS = 10000
 
 
 def log(message):
@@ -357,7 +358,17 @@ def main():
         kib_per_job = (rss_end - rss_start) * 1024 / submitted if submitted else float("nan")
         retention_s = RETENTION_MINUTES * 60
         after_retention = [(t, rss) for t, rss, *_ in samples if t >= retention_s + 30]
-        if len(after_retention) >= 3:
+        job_rate = submitted / (args.minutes * 60) if submitted else 0
+        cap_s = RETAINED_JOBS / job_rate if job_rate else float("inf")
+        after_cap = [(t, rss) for t, rss, *_ in samples if t >= cap_s + 30]
+        if cap_s < retention_s and len(after_cap) >= 3:
+            memory_note = (
+                f"The control plane keeps the SSE replay rings (for Last-Event-ID) of at most {RETAINED_JOBS:,} "
+                f"finished jobs (and for at most {RETENTION_MINUTES} minutes); at {job_rate:,.0f} jobs/s that cap "
+                f"is reached after ≈ {cap_s:.0f} s. From {cap_s + 30:.0f} s on RSS moved "
+                f"**{slope_per_minute(after_cap):+.2f} MiB/min**: it levels off at what {RETAINED_JOBS:,} finished "
+                f"jobs hold.")
+        elif len(after_retention) >= 3:
             memory_note = (
                 f"Past the {RETENTION_MINUTES}-minute replay retention (from {retention_s + 30} s on) RSS moved "
                 f"{slope_per_minute(after_retention):+.2f} MiB/min: it levelled off at what "

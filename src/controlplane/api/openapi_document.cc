@@ -326,7 +326,7 @@ const std::string& openapi_document() {
         }}
       },
       "ServiceUnavailable": {
-        "description": "The queue is full (queue_full), no worker is free with QUEUE_LIMIT=0 (no_worker_available), no worker is configured (no_worker_configured), DNS failed for a moment (dns_unavailable), or the control plane is shutting down (dispatcher_stopped). Retry after the Retry-After delay.",
+        "description": "The queue is full (queue_full), no worker is free with QUEUE_LIMIT=0 (no_worker_available), no worker is configured (no_worker_configured), DNS failed for a moment (dns_unavailable), the control plane is shutting down (dispatcher_stopped), or HTTP_MAX_CONNECTIONS connections are open (too_many_connections, possible on every route). Retry after the Retry-After delay.",
         "headers": {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
         "content": {"application/json": {
           "schema": {"$ref": "#/components/schemas/Error"},

@@ -2,6 +2,7 @@
 // Everything the control plane reads from its environment (SPEC §4), parsed
 // and checked once at start; a malformed value names its variable.
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -35,6 +36,7 @@ struct ControlPlaneConfig {
   std::optional<std::filesystem::path> local_input_dir;
   std::optional<std::filesystem::path> presets_file;
   int http_threads = 2;
+  size_t http_max_connections = 20000;  // HTTP_MAX_CONNECTIONS (SSE streams included); 0 = no cap
   std::chrono::milliseconds sse_keepalive{15000};
 
   bool development() const { return env == "development"; }

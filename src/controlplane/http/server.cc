@@ -367,6 +367,23 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> connection) {
   co_await close_connection(c, linger);
 }
 
+// One connection too many: a fixed 503 in a single non-blocking send (a
+// fresh socket's buffer takes it whole; nothing is read and nothing waits),
+// then close. Clients that honour Retry-After come back when there is room.
+void refuse_connection(tcp::socket& socket) {
+  static const std::string kAnswer = [] {
+    const std::string body = error_response(503, "too_many_connections", "too many open connections, retry later").body;
+    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+           "Connection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  }();
+  beast::error_code ec;
+  socket.non_blocking(true, ec);
+  if (!ec) socket.send(asio::buffer(kAnswer), 0, ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
+}
+
 asio::awaitable<void> accept_connections(HttpServer::Core& core) {
   asio::steady_timer backoff(co_await asio::this_coro::executor);
   for (;;) {
@@ -382,8 +399,16 @@ asio::awaitable<void> accept_connections(HttpServer::Core& core) {
     }
     socket.set_option(tcp::no_delay(true), ec);
     auto connection = std::make_shared<Connection>(std::move(socket), core);
-    if (!core.adopt(connection.get())) continue;  // stopping: the socket closes here
-    asio::co_spawn(connection->strand, serve(connection), asio::detached);
+    switch (core.adopt(connection.get())) {
+      case HttpServer::Core::Adopt::kAdopted:
+        asio::co_spawn(connection->strand, serve(connection), asio::detached);
+        break;
+      case HttpServer::Core::Adopt::kFull:
+        refuse_connection(connection->stream.socket());
+        break;
+      case HttpServer::Core::Adopt::kStopping:
+        break;  // the socket closes here
+    }
   }
 }
 
@@ -426,11 +451,12 @@ void Connection::request_stop() {
   wake.cancel();
 }
 
-bool HttpServer::Core::adopt(Connection* connection) {
+HttpServer::Core::Adopt HttpServer::Core::adopt(Connection* connection) {
   std::lock_guard lock(connections_mutex);
-  if (stopping) return false;
+  if (stopping) return Adopt::kStopping;
+  if (options.max_connections > 0 && connections.size() >= options.max_connections) return Adopt::kFull;
   connections.insert(connection);
-  return true;
+  return Adopt::kAdopted;
 }
 
 void HttpServer::Core::forget(Connection* connection) {

@@ -45,6 +45,11 @@ struct ServerOptions {
   // SO_SNDBUF of SSE connections; 0 keeps the kernel's (auto-tuned) default.
   // A small buffer makes a stalled watcher visible (and dropped) sooner.
   int sse_send_buffer_bytes = 0;
+  // Open connections (SSE streams included) at most; one more is answered
+  // 503 "too_many_connections" with Retry-After and closed, so a flood of
+  // idle sockets cannot use up the file descriptors the others need.
+  // 0 = no cap.
+  size_t max_connections = 0;
 };
 
 struct Hooks {

@@ -156,7 +156,8 @@ struct HttpServer::Core {
       : options(std::move(options_in)), router(std::move(router_in)), hooks(std::move(hooks_in)) {}
 
   // Registers a new connection unless the server is stopping.
-  bool adopt(Connection* connection);
+  enum class Adopt { kAdopted, kStopping, kFull };
+  Adopt adopt(Connection* connection);
   void forget(Connection* connection);
   void report(std::string_view method, std::string_view route, int status,
               std::chrono::steady_clock::time_point started) const;

@@ -3,6 +3,7 @@
 #include <tinyxml2.h>
 
 #include "shared/core/error.h"
+#include "shared/core/xml_text.h"
 
 namespace flux::s3 {
 namespace {
@@ -28,35 +29,6 @@ absl::Status error_status(const S3ErrorInfo& error, std::string_view during) {
   std::string message = std::string(during) + ": S3 error " + error.code;
   if (!error.message.empty()) message += ": " + error.message;
   return flux::unavailable("s3_error", message);
-}
-
-void append_escaped(std::string& out, std::string_view text) {
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      case '\r':
-        // A raw CR reaches the server as LF (XML end-of-line handling), so
-        // the ETag would no longer match the part's.
-        out += "&#13;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
 }
 
 }  // namespace
@@ -102,7 +74,8 @@ std::string build_complete_multipart(const std::vector<CompletedPart>& parts) {
   std::string out = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
   for (const auto& part : parts) {
     out += "<Part><PartNumber>" + std::to_string(part.part_number) + "</PartNumber><ETag>";
-    append_escaped(out, part.etag);
+    // A raw CR would reach the server as LF and the ETag would no longer match the part's.
+    append_xml_escaped(out, part.etag);
     out += "</ETag></Part>";
   }
   out += "</CompleteMultipartUpload>";

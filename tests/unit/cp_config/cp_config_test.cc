@@ -22,6 +22,7 @@ TEST(ControlPlaneConfig, DefaultsInDevelopmentWithoutKeys) {
   EXPECT_EQ(c->job_timeout, std::chrono::seconds(3600));
   EXPECT_EQ(c->worker_startup_timeout, std::chrono::seconds(60));
   EXPECT_EQ(c->database_path, "./data/flux.db");
+  EXPECT_EQ(c->http_max_connections, 20000u);
   EXPECT_TRUE(c->api_keys.empty());
 }
 
@@ -56,7 +57,8 @@ TEST(ControlPlaneConfig, MalformedValuesNameTheirVariable) {
                                                                 {"INPUT_SCHEMES", "ftp"},
                                                                 {"API_KEYS", "short"},
                                                                 {"WORKER_STARTUP_TIMEOUT", "soon"},
-                                                                {"ALLOW_PRIVATE_INPUTS", "maybe"}};
+                                                                {"ALLOW_PRIVATE_INPUTS", "maybe"},
+                                                                {"HTTP_MAX_CONNECTIONS", "-5"}};
   for (const auto& [name, value] : bad) {
     std::map<std::string, std::string> vars = {{"ENV", "development"}};
     vars[name] = value;

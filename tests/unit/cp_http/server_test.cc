@@ -358,6 +358,43 @@ TEST(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnectionAndIdleOnesAre
   EXPECT_TRUE(closing.wait_closed(1000ms));
 }
 
+TEST(HttpServerTest, ConnectionsBeyondTheCapAre503AndRoomComesBackWhenOneCloses) {
+  ServerOptions options = test_options();
+  options.max_connections = 2;
+  auto server = start_server(echo_router(), options);
+  // Two idle keep-alive connections fill the server (each answered once, so
+  // both are surely adopted before the third arrives).
+  RawClient first(server->port());
+  RawClient second(server->port());
+  for (RawClient* client : {&first, &second}) {
+    client->send(get_request("/api/v1/jobs/1"));
+    auto answer = client->read_response();
+    ASSERT_TRUE(answer.has_value());
+    EXPECT_EQ(answer->status, 200);
+  }
+  RawClient third(server->port());
+  third.send(get_request("/api/v1/jobs/3"));
+  auto refused = third.read_response();
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_EQ(refused->headers.at("retry-after"), "1");
+  EXPECT_EQ(body_of(*refused)["code"], "too_many_connections");
+  EXPECT_TRUE(third.wait_closed(1000ms));
+  EXPECT_EQ(server->open_connections(), 2u);
+
+  first.close();
+  auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (server->open_connections() > 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  RawClient fourth(server->port());
+  fourth.send(get_request("/api/v1/jobs/4"));
+  auto served = fourth.read_response();
+  ASSERT_TRUE(served.has_value());
+  EXPECT_EQ(served->status, 200);
+  EXPECT_EQ(body_of(*served)["id"], "4");
+}
+
 TEST(HttpServerTest, HandlerMayAnswerFromAnotherThread) {
   Router router;
   std::vector<std::thread> workers;
