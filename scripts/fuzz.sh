@@ -10,6 +10,8 @@
 #   scripts/fuzz.sh                 build, run every target
 #   scripts/fuzz.sh --report        ... then rewrite "## Fuzzing" in docs/RELIABILITY.md
 #   scripts/fuzz.sh --report-only   rewrite it from the last build/fuzz/summary.md
+#   scripts/fuzz.sh --build-only    build the targets, run nothing (make test builds
+#                                   them beside ctest)
 #
 # Environment: FUZZ_SECONDS (60) per target; FUZZ_JOBS (1) targets fuzzed
 # at a time, one libFuzzer process each, at most 2; FUZZ_TARGETS (all), e.g.
@@ -120,6 +122,10 @@ started=$(date +%s)
 CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFLUX_FUZZ=ON >/dev/null
 cmake --build "$BUILD" --target fuzzers -j "$BUILD_JOBS"
 built=$(date +%s)
+if [[ ${1:-} == --build-only ]]; then
+  echo "fuzz.sh: targets built in $((built - started)) s"
+  exit 0
+fi
 
 # ---- run ----------------------------------------------------------------------
 

@@ -23,16 +23,17 @@ class JobChannel {
     return group;
   }
 
-  // O(1): the last group takes the leaving one's slot.
+  // O(1): the last group takes the leaving one's slot. The list may hold the
+  // last reference to `group`: it is not touched once the list changed.
   void unlist_locked(SubscriberGroup& group) {
     if (!group.listed_) return;
+    group.listed_ = false;
     const size_t slot = group.slot_;
     if (slot + 1 != groups.size()) {
       groups[slot] = std::move(groups.back());
       groups[slot]->slot_ = slot;
     }
     groups.pop_back();
-    group.listed_ = false;
   }
 
   // The job's watchers get nothing more (they finish once drained).

@@ -283,6 +283,26 @@ TEST(ProgressHubTest, UnsubscribeAndForget) {
   hub.unsubscribe(c);  // after forget: harmless
 }
 
+// The terminal event empties a group whose watcher was dropped without
+// unsubscribing: the hub's list then holds the group's last reference, and
+// unlisting it must not touch it afterwards (a use-after-free under ASan).
+TEST(ProgressHubTest, TerminalEventUnlistsAGroupWhoseWatchersAreGone) {
+  ProgressHub hub(/*replay_buffer=*/8, /*subscriber_buffer=*/16, /*group_size=*/2);
+  auto kept = hub.subscribe("job_a", state("queued", 0), false, std::nullopt);
+  for (int i = 0; i < 5; ++i) {
+    // Each fills a group slot and is dropped by its owner at once.
+    hub.subscribe("job_a", state("queued", 0), false, std::nullopt).reset();
+  }
+  hub.publish("job_a", state("processing", 10), false);
+  hub.publish("job_a", state("completed", 100), true);
+  std::vector<Event> events;
+  kept->drain(events);
+  ASSERT_FALSE(events.empty());
+  EXPECT_TRUE(events.back().terminal);
+  EXPECT_TRUE(kept->finished());
+  EXPECT_EQ(hub.subscriber_count(), 0u);
+}
+
 // 8 publishers and churning watchers on shared and private jobs. Every watcher
 // that was not dropped must see contiguous ids ending with the terminal one.
 TEST(ProgressHubTest, ConcurrentPublishersAndWatchersKeepEveryStreamInOrder) {
