@@ -36,19 +36,13 @@ PRESET = "480p_h264"
 
 
 def build_driver():
+    """bench_selection_cost (bench/CMakeLists.txt) in the release build, linked by CMake against
+    flux_cp_balancer and what it needs."""
     build = bc.ROOT / "build"
-    libs = [build / "modules/src/controlplane/balancer/libflux_cp_balancer.a",
-            build / "modules/src/shared/log/libflux_shared_log.a",
-            build / "modules/src/shared/core/libflux_shared_core.a",
-            build / "libflux_proto.a"]
-    missing = [str(l) for l in libs if not l.exists()]
-    if missing:
-        raise SystemExit(f"missing {', '.join(missing)}: run `make build` first")
-    pkg = subprocess.run(["pkg-config", "--libs", "grpc++", "protobuf", "absl_statusor", "absl_strings",
-                          "absl_time", "absl_synchronization"], capture_output=True, text=True, check=True)
-    return bc.build_native("selection_cost", ["selection_cost.cc"],
-                           flags=[f"-I{bc.ROOT / 'src'}", f"-I{build / 'gen'}", "-DBOOST_ASIO_NO_DEPRECATED"],
-                           libs=libs + pkg.stdout.split() + ["-lspdlog", "-lfmt", "-pthread"])
+    if not (build / "CMakeCache.txt").exists():
+        raise SystemExit("no release build in build/: run `make build` first")
+    subprocess.run(["cmake", "--build", str(build), "--target", "bench_selection_cost"], check=True)
+    return build / "bin" / "bench_selection_cost"
 
 
 def main():
