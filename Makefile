@@ -90,10 +90,14 @@ fmt:
 fmt-check: deps
 	@clang-format --dry-run -Werror $(SOURCES)
 
+# The HTTP server's two Asio-coroutine files do not parse under clang 14 with
+# Boost 1.74 (its Asio looks for <experimental/coroutine> there): gcc builds
+# them with -Wall -Wextra, clang-tidy skips them.
+LINT_SKIP := src/controlplane/http/server.cc src/controlplane/http/sse_stream.cc
 lint: fmt-check
 	cmake -S . -B $(BUILD_DIR) $(CMAKE_GEN) >/dev/null
 	cmake --build $(BUILD_DIR) --target flux_proto -j $(JOBS)
-	clang-tidy -p $(BUILD_DIR) --quiet $(filter %.cc,$(filter src/% cmd/%,$(SOURCES)))
+	clang-tidy -p $(BUILD_DIR) --quiet $(filter-out $(LINT_SKIP),$(filter %.cc,$(filter src/% cmd/%,$(SOURCES))))
 
 proto:
 	cmake -S . -B $(BUILD_DIR) $(CMAKE_GEN) >/dev/null
