@@ -3,7 +3,6 @@ fixtures (which include the worker suite's) re-exported, a local-storage stack
 (one worker behind one control plane with an API key), and a runner for the
 fluxctl binary."""
 
-import importlib.util
 import os
 import pathlib
 import shlex
@@ -17,12 +16,10 @@ _CP_SUITE = _HERE.parent / "integration_cp"
 if str(_CP_SUITE) not in sys.path:
     sys.path.insert(0, str(_CP_SUITE))
 
-from cpharness import paths  # noqa: E402  (puts the worker suite's harness on sys.path too)
+from cpharness import paths, suite  # noqa: E402  (paths puts the worker suite's harness on sys.path too)
 from harness.process import child_env, sanitizer_report  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("cp_suite_conftest", _CP_SUITE / "conftest.py")
-_cp_suite = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_cp_suite)
+_cp_suite = suite.load_conftest()
 
 # Re-exported fixtures of the control plane suite (and, through it, the worker suite).
 clips = _cp_suite.clips

@@ -6,7 +6,6 @@ are: its conftest is loaded under another module name and its fixtures
 re-exported here. This suite adds the connection trap.
 """
 
-import importlib.util
 import pathlib
 import sys
 
@@ -17,11 +16,9 @@ _CP_SUITE = _HERE.parent / "integration_cp"
 if str(_CP_SUITE) not in sys.path:
     sys.path.insert(0, str(_CP_SUITE))
 
-from cpharness import paths  # noqa: E402,F401  (puts the worker suite's harness on sys.path)
+from cpharness import paths, suite  # noqa: E402,F401  (paths puts the worker suite's harness on sys.path)
 
-_spec = importlib.util.spec_from_file_location("cp_suite_conftest", _CP_SUITE / "conftest.py")
-_cp_suite = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_cp_suite)
+_cp_suite = suite.load_conftest()
 
 from hostile import ConnectionTrap  # noqa: E402
 
