@@ -46,8 +46,23 @@ def require_binaries(*names):
         raise SystemExit(f"missing {', '.join(missing)} in {BIN}: run `make build` first")
 
 
+def lower_priority(level):
+    """For a preexec_fn: `level` is a nice increment, or "idle" for SCHED_IDLE (runs only on a CPU nothing
+    else wants). For the parts of a benchmark that would run on other machines in production."""
+    if level == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    elif level:
+        os.nice(level)
+
+
 class Service:
-    """One child process with its output in a log file."""
+    """One child process with its output in a log file. `nice`: see lower_priority().
+
+    The child gets a process group of its own (killpg reaches it and its children) but stays in this
+    session: with the kernel's autogroup scheduling (kernel.sched_autogroup_enabled=1) a new session is a
+    new scheduling group, every group gets an equal share of the CPU, and a nice value only ranks a process
+    within its group, so a "nice" worker in a session of its own would take as much CPU as the control
+    plane it is meant to yield to."""
 
     def __init__(self, name, argv, env, log_path, nofile=None, nice=0):
         self.name = name
@@ -64,11 +79,10 @@ class Service:
                 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
                 target = nofile if hard == resource.RLIM_INFINITY else min(nofile, hard)
                 resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            if nice:
-                os.nice(nice)
+            lower_priority(nice)
 
         self.proc = subprocess.Popen(self._argv, env=self._env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     preexec_fn=limits, start_new_session=True)
+                                     preexec_fn=limits, process_group=0)
 
     def kill(self):
         """SIGKILL to the process alone (a crash: no cleanup, its own children are left as they are)."""

@@ -22,8 +22,12 @@ measure with 1 watcher on an identical job, in the same run.
 Memory: VmRSS of the control plane before the watchers connect, with all of
 them connected, and its peak (VmHWM) at the end.
 
+The worker and its ffmpeg run at nice 19 (--worker-nice): in production they are on other machines.
+Every process stays in this script's session, because with autogroup scheduling a session of its own would
+give the worker an equal share of the CPU whatever its nice value (see bench_common.Service).
+
 Usage: bench/sse_fanout.py [--watchers 10000] [--clip-seconds 10] [--preset 480p_h264] [--out docs/BENCHMARKS.md]
-                           [--bin-dir DIR]
+                           [--worker-nice 19|N|idle] [--[no-]pin-threads] [--bin-dir DIR]
 The binaries come from build/bin unless --bin-dir (or FLUX_BIN_DIR) names another build's bin directory.
 """
 import argparse
@@ -125,11 +129,16 @@ def main():
     ap.add_argument("--preset", default="480p_h264")
     ap.add_argument("--job-timeout", type=int, default=600)
     ap.add_argument("--http-threads", type=int, default=2, help="the control plane's HTTP_THREADS")
+    ap.add_argument("--pin-threads", action=argparse.BooleanOptionalAction, default=True,
+                    help="the control plane's HTTP_PIN_THREADS (one io thread per CPU)")
+    ap.add_argument("--worker-nice", default="19", help="nice increment of the worker and its ffmpeg, or idle")
     ap.add_argument("--raw-json", help="also write both runs' raw results (per-event figures) to this file")
     ap.add_argument("--out", default=str(bc.DOCS))
     ap.add_argument("--bin-dir", default=os.environ.get("FLUX_BIN_DIR"),
                     help="directory of flux-controlplane and flux-worker (default build/bin)")
     args = ap.parse_args()
+    if args.worker_nice != "idle":
+        args.worker_nice = int(args.worker_nice)
     if args.bin_dir:
         bc.BIN = Path(args.bin_dir).resolve()
     bc.require_binaries("flux-controlplane", "flux-worker")
@@ -149,12 +158,15 @@ def main():
         gate = bc.Gate(media)
         with bc.Services() as services:
             # The worker (and its ffmpeg) would run on another machine in production: here it yields
-            # to the control plane (nice 10). The watchers keep nice 0, so that they read promptly.
-            worker = bc.start_worker(services, tmp, "worker-1", nice=10, ALLOW_PRIVATE_INPUTS="true",
+            # to the control plane (nice 19 by default; see bc.Service on why that needs all the
+            # processes in one session). The watchers keep nice 0: they must read promptly, or several
+            # events arrive before a read and only an upper bound of the earlier ones' arrival is known.
+            worker = bc.start_worker(services, tmp, "worker-1", nice=args.worker_nice, ALLOW_PRIVATE_INPUTS="true",
                                      VALIDATION_LEVEL="standard")
             cp = bc.start_controlplane(services, tmp, [worker.address], nofile=args.watchers + 1024,
                                        ALLOW_PRIVATE_INPUTS="true", WORKER_STARTUP_TIMEOUT=30,
-                                       HTTP_THREADS=args.http_threads)
+                                       HTTP_THREADS=args.http_threads,
+                                       HTTP_PIN_THREADS="true" if args.pin_threads else "false")
             load_before = bc.load_average()
             base = run_fanout(cp, gate, watchers_bin, "baseline.mp4", args.preset, 1, args.job_timeout)
             fan = run_fanout(cp, gate, watchers_bin, "fanout.mp4", args.preset, args.watchers, args.job_timeout)
@@ -244,12 +256,14 @@ def main():
             "be up to 1 ms high. The first event of each stream (the state on connect) is not counted.",
             "",
             f"Command: `bench/sse_fanout.py --watchers {args.watchers} --clip-seconds {args.clip_seconds} "
-            f"--preset {args.preset} --http-threads {args.http_threads}`. One control plane and one worker "
+            f"--preset {args.preset} --http-threads {args.http_threads}"
+            f"{'' if args.pin_threads else ' --no-pin-threads'}{'' if args.worker_nice == 19 else f' --worker-nice {args.worker_nice}'}`. One control plane and one worker "
             f"(release builds, local storage), input {args.clip_seconds} s 640x360 H.264 + AAC served over "
             "loopback HTTP and held until every watcher is connected; the watchers "
             "(`bench/native/sse_watchers.cc`, one epoll loop), ffmpeg, the worker and the control plane "
-            f"({args.http_threads} HTTP threads) share the same {os.cpu_count()} cores (the worker and its ffmpeg "
-            f"at nice 10). Load average 1 min: {load_before:.1f} before, {load_after:.1f} after (other work shares "
+            f"({args.http_threads} HTTP threads, {'pinned one per CPU' if args.pin_threads else 'not pinned'}) share the same {os.cpu_count()} cores (the worker and its ffmpeg "
+            f"{'as SCHED_IDLE' if args.worker_nice == 'idle' else f'at nice {args.worker_nice}'}, all in one "
+            "session, so one scheduling group: see below). Load average 1 min: {load_before:.1f} before, {load_after:.1f} after (other work shares "
             "the machine).",
         ]
         bench_report.write_section(Path(args.out), TITLE, "\n".join(section))

@@ -42,6 +42,9 @@ Configuration comes from the environment:
   LOCAL_INPUT_DIR         directory file:// inputs may come from
   PRESETS_FILE            extra presets (the workers need the same file)
   SSE_KEEPALIVE           seconds between SSE keep-alive comments (15)
+  HTTP_THREADS            HTTP io threads (2)
+  HTTP_PIN_THREADS        pin io thread i to the i-th allowed CPU (false)
+  HTTP_MAX_CONNECTIONS    open connections at most, SSE streams included; 0 = no cap (20000)
 )";
 
 }  // namespace

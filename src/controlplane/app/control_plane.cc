@@ -532,6 +532,7 @@ absl::StatusOr<std::unique_ptr<ControlPlane>> ControlPlane::start(config::Contro
   server_options.bind = c.bind_address;
   server_options.port = c.port;
   server_options.threads = c.http_threads;
+  server_options.pin_threads = c.http_pin_threads;
   server_options.max_connections = c.http_max_connections;
   server_options.sse_keepalive = c.sse_keepalive;
   http::Hooks server_hooks;

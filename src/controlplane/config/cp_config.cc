@@ -82,6 +82,7 @@ absl::StatusOr<ControlPlaneConfig> load_control_plane_config(const flux::config:
   if (auto file = env.raw("PRESETS_FILE")) c.presets_file = *file;
   FLUX_ASSIGN_OR_RETURN(number, env.integer("HTTP_THREADS", 2, 1, 256));
   c.http_threads = static_cast<int>(number);
+  FLUX_ASSIGN_OR_RETURN(c.http_pin_threads, env.boolean("HTTP_PIN_THREADS", false));
   FLUX_ASSIGN_OR_RETURN(number, env.integer("HTTP_MAX_CONNECTIONS", 20000, 0, 10'000'000));
   c.http_max_connections = static_cast<size_t>(number);
   FLUX_ASSIGN_OR_RETURN(c.sse_keepalive, env.seconds("SSE_KEEPALIVE", 15, 0.05, 3600));

@@ -36,6 +36,7 @@ struct ControlPlaneConfig {
   std::optional<std::filesystem::path> local_input_dir;
   std::optional<std::filesystem::path> presets_file;
   int http_threads = 2;
+  bool http_pin_threads = false;        // one io thread per CPU (HttpServer ServerOptions::pin_threads)
   size_t http_max_connections = 20000;  // HTTP_MAX_CONNECTIONS (SSE streams included); 0 = no cap
   std::chrono::milliseconds sse_keepalive{15000};
 

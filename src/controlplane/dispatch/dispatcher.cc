@@ -1,6 +1,7 @@
 #include "controlplane/dispatch/dispatcher.h"
 
 #include <grpcpp/grpcpp.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <limits>
@@ -288,7 +289,10 @@ std::shared_ptr<Dispatcher::RunningJob> Dispatcher::start_running_locked(JobReco
   r->job = std::move(job);
   running_[r->job.job_id] = r;
   // Started under mu_ so that `thread` is assigned before the relay can move it.
-  r->thread = std::thread([this, r] { relay(r); });
+  r->thread = std::thread([this, r] {
+    pthread_setname_np(pthread_self(), "cp-relay");
+    relay(r);
+  });
   return r;
 }
 
@@ -320,8 +324,14 @@ absl::Status Dispatcher::start() {
       ++requeued;
     }
   }
-  dispatch_thread_ = std::thread([this] { dispatch_loop(); });
-  housekeeping_thread_ = std::thread([this] { housekeeping_loop(); });
+  dispatch_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "cp-dispatch");
+    dispatch_loop();
+  });
+  housekeeping_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "cp-housekeeping");
+    housekeeping_loop();
+  });
   log::info("dispatcher started", {{"queued", requeued}, {"reattaching", reattached}, {"workers", pool_.size()}});
   return absl::OkStatus();
 }

@@ -2,6 +2,9 @@
 // One of the two translation units with Asio and Beast (with sse_stream.cc).
 #include "controlplane/http/server_internal.h"
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -11,6 +14,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 
+#include "controlplane/http/thread_affinity.h"
 #include "shared/core/error.h"
 #include "shared/log/log.h"
 
@@ -503,8 +507,25 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions opti
   core->work.emplace(core->io.get_executor());
   asio::co_spawn(acceptor.get_executor(), accept_connections(*core), asio::detached);
   Core* raw = core.get();
-  for (int i = 0; i < std::max(1, opts.threads); ++i) {
-    raw->threads.emplace_back([raw] {
+  const int threads = std::max(1, opts.threads);
+  std::vector<int> cpus;
+  if (opts.pin_threads) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) cpus = io_thread_cpus(allowed, threads);
+    if (cpus.empty()) log::warn("HTTP_PIN_THREADS: the process's CPU set is unknown; io threads stay unpinned");
+  }
+  for (int i = 0; i < threads; ++i) {
+    const int cpu = cpus.empty() ? -1 : cpus[static_cast<size_t>(i)];
+    raw->threads.emplace_back([raw, i, cpu] {
+      // Named so that `top -H` and profiles tell the io threads apart.
+      const std::string name = "cp-http-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.c_str());
+      if (cpu >= 0) {
+        if (auto pinned = pin_current_thread(cpu); !pinned.ok()) {
+          log::warn("io thread left unpinned", {{"thread", name}, {"error", std::string(pinned.message())}});
+        }
+      }
       for (;;) {
         try {
           raw->io.run();

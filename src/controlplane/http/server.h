@@ -50,6 +50,10 @@ struct ServerOptions {
   // idle sockets cannot use up the file descriptors the others need.
   // 0 = no cap.
   size_t max_connections = 0;
+  // Pins io thread i to the i-th CPU the process may run on (see
+  // thread_affinity.h). For a machine, or a cpuset, given to the control
+  // plane: on CPUs shared with other busy containers it can only hurt.
+  bool pin_threads = false;
 };
 
 struct Hooks {

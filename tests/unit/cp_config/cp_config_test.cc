@@ -23,6 +23,7 @@ TEST(ControlPlaneConfig, DefaultsInDevelopmentWithoutKeys) {
   EXPECT_EQ(c->worker_startup_timeout, std::chrono::seconds(60));
   EXPECT_EQ(c->database_path, "./data/flux.db");
   EXPECT_EQ(c->http_max_connections, 20000u);
+  EXPECT_FALSE(c->http_pin_threads);
   EXPECT_TRUE(c->api_keys.empty());
 }
 
@@ -38,8 +39,10 @@ TEST(ControlPlaneConfig, ParsesKeysAndWorkers) {
   auto c = load({{"API_KEYS", std::string(kKey) + ", " + kKey + "x"},
                  {"WORKER_NODES", "10.0.0.1:50051,worker-b:50052"},
                  {"QUEUE_LIMIT", "0"},
-                 {"RATE_LIMIT_RPS", "5"}});
+                 {"RATE_LIMIT_RPS", "5"},
+                 {"HTTP_PIN_THREADS", "true"}});
   ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->http_pin_threads);
   EXPECT_EQ(c->api_keys.size(), 2u);
   EXPECT_EQ(c->worker_nodes, (std::vector<std::string>{"10.0.0.1:50051", "worker-b:50052"}));
   EXPECT_EQ(c->queue_limit, 0);
@@ -58,7 +61,8 @@ TEST(ControlPlaneConfig, MalformedValuesNameTheirVariable) {
                                                                 {"API_KEYS", "short"},
                                                                 {"WORKER_STARTUP_TIMEOUT", "soon"},
                                                                 {"ALLOW_PRIVATE_INPUTS", "maybe"},
-                                                                {"HTTP_MAX_CONNECTIONS", "-5"}};
+                                                                {"HTTP_MAX_CONNECTIONS", "-5"},
+                                                                {"HTTP_PIN_THREADS", "sometimes"}};
   for (const auto& [name, value] : bad) {
     std::map<std::string, std::string> vars = {{"ENV", "development"}};
     vars[name] = value;
