@@ -198,7 +198,8 @@ def main():
         per_stream_kib = (fan["rss_connected"] - fan["rss_before"]) * 1024 / args.watchers
         cpu_per_delivery_us = fan["cpu_seconds"] / max(1, fan["events"] * args.watchers) * 1e6
         p99_note = (f"with {fan['live_events']} live events p99 is their maximum"
-                    if fan["live_events"] < 100 else f"over {fan['live_events']} live events")
+                    if fan["last_p99_ms"] >= fan["last_max_ms"]
+                    else f"over {fan['live_events']} live events; their maximum: {fan['last_max_ms']:.1f} ms")
         section = [
             f"**{args.watchers:,} watchers** on one job: every watcher received all {fan['events']} events, same ids "
             f"in the same order: **{'yes' if fan['complete'] else 'NO'}** (job {fan['final_status']}). "
