@@ -258,14 +258,16 @@ def main():
             "",
             f"Command: `bench/sse_fanout.py --watchers {args.watchers} --clip-seconds {args.clip_seconds} "
             f"--preset {args.preset} --http-threads {args.http_threads}"
-            f"{'' if args.pin_threads else ' --no-pin-threads'}{'' if args.worker_nice == 19 else f' --worker-nice {args.worker_nice}'}`. One control plane and one worker "
+            f"{'' if args.pin_threads else ' --no-pin-threads'}"
+            f"{'' if args.worker_nice == 19 else f' --worker-nice {args.worker_nice}'}`. One control plane and one worker "
             f"(release builds, local storage), input {args.clip_seconds} s 640x360 H.264 + AAC served over "
             "loopback HTTP and held until every watcher is connected; the watchers "
             "(`bench/native/sse_watchers.cc`, one epoll loop), ffmpeg, the worker and the control plane "
-            f"({args.http_threads} HTTP threads, {'pinned one per CPU' if args.pin_threads else 'not pinned'}) share the same {os.cpu_count()} cores (the worker and its ffmpeg "
+            f"({args.http_threads} HTTP threads, {'pinned one per CPU' if args.pin_threads else 'not pinned'}) share "
+            f"the same {os.cpu_count()} cores (the worker and its ffmpeg "
             f"{'as SCHED_IDLE' if args.worker_nice == 'idle' else f'at nice {args.worker_nice}'}, all in one "
-            "session, so one scheduling group: see below). Load average 1 min: {load_before:.1f} before, {load_after:.1f} after (other work shares "
-            "the machine).",
+            "session, so one scheduling group: see below). "
+            f"Load average 1 min: {load_before:.1f} before, {load_after:.1f} after (other work shares the machine).",
         ]
         bench_report.write_section(Path(args.out), TITLE, "\n".join(section))
         print("\n".join(section))
