@@ -541,7 +541,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions opti
 
 uint16_t HttpServer::port() const { return core_->port; }
 
-size_t HttpServer::open_streams() const { return core_->open_streams.load(std::memory_order_relaxed); }
+size_t HttpServer::open_streams() const { return core_->open_streams.load(std::memory_order_acquire); }
 
 size_t HttpServer::open_connections() const {
   std::lock_guard lock(core_->connections_mutex);

@@ -79,7 +79,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   uint16_t port() const;
-  // Open SSE streams right now.
+  // Open SSE streams right now. A stream stops counting only after its
+  // on_close callback has run.
   size_t open_streams() const;
   // Open connections (SSE streams included).
   size_t open_connections() const;

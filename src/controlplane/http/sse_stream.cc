@@ -325,7 +325,6 @@ void Connection::close_stream() {
 void Connection::finish_stream() {
   if (!sse || sse->finished) return;
   sse->finished = true;
-  core.open_streams.fetch_sub(1, std::memory_order_relaxed);
   if (sse->sse.on_close) {
     try {
       sse->sse.on_close();
@@ -333,6 +332,9 @@ void Connection::finish_stream() {
       // The stream is gone either way.
     }
   }
+  // After on_close: once open_streams() no longer counts a stream, its
+  // on_close has run.
+  core.open_streams.fetch_sub(1, std::memory_order_release);
   leave_group(*sse->groups, sse->group);
   // The next walk prunes this member (a no-op once the server has stopped).
   schedule_walk(*core.gate, sse->group);
