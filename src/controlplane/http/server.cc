@@ -513,7 +513,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions opti
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
     if (sched_getaffinity(0, sizeof allowed, &allowed) == 0) cpus = io_thread_cpus(allowed, threads);
-    if (cpus.empty()) log::warn("HTTP_PIN_THREADS: the process's CPU set is unknown; io threads stay unpinned");
+    if (cpus.empty()) {
+      log::warn("HTTP_PIN_THREADS: the process's CPU set is unknown; io threads stay unpinned");
+    } else {
+      log::info("io threads pinned", {{"cpus", cpus}});
+    }
   }
   for (int i = 0; i < threads; ++i) {
     const int cpu = cpus.empty() ? -1 : cpus[static_cast<size_t>(i)];
