@@ -3,8 +3,8 @@
 #include <pthread.h>
 
 #include <algorithm>
-#include <cstring>
 #include <string>
+#include <system_error>
 
 #include "shared/core/error.h"
 
@@ -28,7 +28,8 @@ absl::Status pin_current_thread(int cpu) {
   CPU_SET(cpu, &set);
   const int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
   if (rc != 0) {
-    return unavailable("pin_failed", "pinning an io thread to CPU " + std::to_string(cpu) + ": " + std::strerror(rc));
+    return unavailable("pin_failed", "pinning an io thread to CPU " + std::to_string(cpu) + ": " +
+                                         std::error_code(rc, std::generic_category()).message());
   }
   return absl::OkStatus();
 }
