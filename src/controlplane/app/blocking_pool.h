@@ -1,8 +1,6 @@
 #pragma once
 // A fixed set of threads for work that may block (SQLite group commit, DNS
 // lookups): HTTP handlers run on io threads and hand such work here.
-#include <pthread.h>
-
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -10,17 +8,15 @@
 #include <thread>
 #include <vector>
 
+#include "shared/core/named_thread.h"
+
 namespace flux::controlplane::app {
 
 class BlockingPool {
  public:
   explicit BlockingPool(int threads) {
     for (int i = 0; i < threads; ++i) {
-      threads_.emplace_back([this] {
-        // Named for top, perf and the benchmarks' per-thread CPU figures.
-        pthread_setname_np(pthread_self(), "cp-blocking");
-        run();
-      });
+      threads_.push_back(start_named_thread("cp-blocking", [this] { run(); }));
     }
   }
   ~BlockingPool() { stop(); }

@@ -1,13 +1,13 @@
 #include "controlplane/dispatch/dispatcher.h"
 
 #include <grpcpp/grpcpp.h>
-#include <pthread.h>
 
 #include <algorithm>
 #include <limits>
 
 #include "controlplane/dispatch/worker_events.h"
 #include "shared/core/error.h"
+#include "shared/core/named_thread.h"
 #include "shared/core/time.h"
 #include "shared/log/log.h"
 
@@ -289,10 +289,7 @@ std::shared_ptr<Dispatcher::RunningJob> Dispatcher::start_running_locked(JobReco
   r->job = std::move(job);
   running_[r->job.job_id] = r;
   // Started under mu_ so that `thread` is assigned before the relay can move it.
-  r->thread = std::thread([this, r] {
-    pthread_setname_np(pthread_self(), "cp-relay");
-    relay(r);
-  });
+  r->thread = start_named_thread("cp-relay", [this, r] { relay(r); });
   return r;
 }
 
@@ -324,14 +321,8 @@ absl::Status Dispatcher::start() {
       ++requeued;
     }
   }
-  dispatch_thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "cp-dispatch");
-    dispatch_loop();
-  });
-  housekeeping_thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "cp-housekeeping");
-    housekeeping_loop();
-  });
+  dispatch_thread_ = start_named_thread("cp-dispatch", [this] { dispatch_loop(); });
+  housekeeping_thread_ = start_named_thread("cp-housekeeping", [this] { housekeeping_loop(); });
   log::info("dispatcher started", {{"queued", requeued}, {"reattaching", reattached}, {"workers", pool_.size()}});
   return absl::OkStatus();
 }

@@ -2,7 +2,6 @@
 // One of the two translation units with Asio and Beast (with sse_stream.cc).
 #include "controlplane/http/server_internal.h"
 
-#include <pthread.h>
 #include <sched.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -16,6 +15,7 @@
 
 #include "controlplane/http/thread_affinity.h"
 #include "shared/core/error.h"
+#include "shared/core/named_thread.h"
 #include "shared/log/log.h"
 
 namespace flux::controlplane::http {
@@ -521,10 +521,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions opti
   }
   for (int i = 0; i < threads; ++i) {
     const int cpu = cpus.empty() ? -1 : cpus[static_cast<size_t>(i)];
-    raw->threads.emplace_back([raw, i, cpu] {
-      // Named so that `top -H` and profiles tell the io threads apart.
-      const std::string name = "cp-http-" + std::to_string(i);
-      pthread_setname_np(pthread_self(), name.c_str());
+    std::string name = "cp-http-" + std::to_string(i);
+    raw->threads.push_back(start_named_thread(name, [raw, name, cpu] {
       if (cpu >= 0) {
         if (auto pinned = pin_current_thread(cpu); !pinned.ok()) {
           log::warn("io thread left unpinned", {{"thread", name}, {"error", std::string(pinned.message())}});
@@ -538,7 +536,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions opti
           log::error("http io thread caught an exception", {{"error", e.what()}});
         }
       }
-    });
+    }));
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(core)));
 }

@@ -1,7 +1,6 @@
 #include "controlplane/store/sqlite_job_store.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 #include "controlplane/store/record_codec.h"
 #include "controlplane/store/sqlite_handle.h"
 #include "shared/core/error.h"
+#include "shared/core/named_thread.h"
 #include "shared/core/time.h"
 #include "shared/log/log.h"
 
@@ -302,15 +302,8 @@ class SqliteJobStore final : public JobStore {
     if (auto s = writer_db_.exec("PRAGMA journal_size_limit = " + std::to_string(wal_limit_bytes)); !s.ok()) return s;
     sqlite3_wal_hook(writer_db_.get(), &SqliteJobStore::on_wal_commit, this);
 
-    // Named for top, perf and the benchmarks' per-thread CPU figures.
-    writer_thread_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "store-writer");
-      writer_loop();
-    });
-    checkpointer_thread_ = std::thread([this] {
-      pthread_setname_np(pthread_self(), "store-wal-ckpt");
-      checkpointer_loop();
-    });
+    writer_thread_ = start_named_thread("store-writer", [this] { writer_loop(); });
+    checkpointer_thread_ = start_named_thread("store-wal-ckpt", [this] { checkpointer_loop(); });
     return absl::OkStatus();
   }
 
