@@ -522,12 +522,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions opti
   for (int i = 0; i < threads; ++i) {
     const int cpu = cpus.empty() ? -1 : cpus[static_cast<size_t>(i)];
     std::string name = "cp-http-" + std::to_string(i);
-    raw->threads.push_back(start_named_thread(name, [raw, name, cpu] {
-      if (cpu >= 0) {
-        if (auto pinned = pin_current_thread(cpu); !pinned.ok()) {
-          log::warn("io thread left unpinned", {{"thread", name}, {"error", std::string(pinned.message())}});
-        }
-      }
+    raw->threads.push_back(start_named_thread(name, [raw] {
       for (;;) {
         try {
           raw->io.run();
@@ -537,6 +532,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions opti
         }
       }
     }));
+    // Pinned from here, so that every io thread is pinned once start() returns.
+    if (cpu >= 0) {
+      if (auto pinned = pin_thread(raw->threads.back(), cpu); !pinned.ok()) {
+        log::warn("io thread left unpinned", {{"thread", name}, {"error", std::string(pinned.message())}});
+      }
+    }
   }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(core)));
 }

@@ -22,11 +22,11 @@ std::vector<int> io_thread_cpus(const cpu_set_t& allowed, int threads) {
   return chosen;
 }
 
-absl::Status pin_current_thread(int cpu) {
+absl::Status pin_thread(std::thread& thread, int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
-  const int rc = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  const int rc = pthread_setaffinity_np(thread.native_handle(), sizeof set, &set);
   if (rc != 0) {
     return unavailable("pin_failed", "pinning an io thread to CPU " + std::to_string(cpu) + ": " +
                                          std::error_code(rc, std::generic_category()).message());

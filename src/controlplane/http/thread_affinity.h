@@ -7,6 +7,7 @@
 // One io thread per CPU keeps each CPU's io thread ahead of such work.
 #include <sched.h>
 
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,7 +19,7 @@ namespace flux::controlplane::http {
 // threads than CPUs. Empty when `allowed` holds no CPU.
 std::vector<int> io_thread_cpus(const cpu_set_t& allowed, int threads);
 
-// Pins the calling thread to `cpu`. Errors: pin_failed.
-absl::Status pin_current_thread(int cpu);
+// Pins `thread` to `cpu`. Errors: pin_failed.
+absl::Status pin_thread(std::thread& thread, int cpu);
 
 }  // namespace flux::controlplane::http
